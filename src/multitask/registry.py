@@ -1,0 +1,160 @@
+"""The one registry of names: every component a user can select by name is listed here, once.
+
+The command line's choices, ``multitask list`` and the tables in the docs are generated from these
+mappings. Entries are resolved lazily (``"module:attribute"``) so that listing names imports nothing heavy;
+an entry's summary is the first line of its object's docstring.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from multitask.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A registered name and where its object lives."""
+
+    name: str
+    target: str  # "package.module:attribute"
+
+    def load(self) -> Any:
+        module_name, _, attribute = self.target.partition(":")
+        return getattr(importlib.import_module(module_name), attribute)
+
+    @property
+    def summary(self) -> str:
+        doc = getattr(self.load(), "__doc__", None) or ""
+        return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+class Registry:
+    """Names of one kind of component (``kind`` is used in messages: "unknown model 'x'")."""
+
+    def __init__(self, kind: str, entries: dict[str, str]) -> None:
+        self.kind = kind
+        self._entries = {name: Entry(name, target) for name, target in entries.items()}
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def entry(self, name: str) -> Entry:
+        try:
+            return self._entries[name]
+        except KeyError:
+            choices = ", ".join(self._entries)
+            raise ConfigError(f"unknown {self.kind} {name!r}; choose one of: {choices}") from None
+
+    def get(self, name: str) -> Any:
+        """The registered object (class or function) for ``name``."""
+        return self.entry(name).load()
+
+
+# ---- deep architectures: nn.Modules whose forward returns {task: output} ---------------------------------
+MODELS = Registry(
+    "model",
+    {
+        "hard-sharing": "multitask.nn:HardSharing",
+    },
+)
+
+# ---- linear formulations (scikit-learn estimators), selected as --model linear:NAME ----------------------
+LINEAR = Registry(
+    "linear model",
+    {
+        # filled by multitask.linear
+    },
+)
+
+# ---- how batches are drawn across tasks of different sizes ----------------------------------------------
+SAMPLERS = Registry(
+    "sampling",
+    {
+        "proportional": "multitask.data.sampling:Proportional",
+        "uniform": "multitask.data.sampling:Uniform",
+        "temperature": "multitask.data.sampling:Temperature",
+        "round-robin": "multitask.data.sampling:RoundRobin",
+    },
+)
+
+# ---- per-task losses and metrics ---------------------------------------------------------------------------
+LOSSES = Registry(
+    "loss",
+    {
+        "mse": "multitask.losses:mse",
+        "huber": "multitask.losses:huber",
+        "bce": "multitask.losses:bce",
+        "ce": "multitask.losses:ce",
+        "multilabel-bce": "multitask.losses:multilabel_bce",
+    },
+)
+
+METRICS = Registry(
+    "metric",
+    {
+        "rmse": "multitask.metrics:rmse",
+        "mae": "multitask.metrics:mae",
+        "r2": "multitask.metrics:r2",
+        "explained_variance": "multitask.metrics:explained_variance",
+        "auc": "multitask.metrics:auc",
+        "accuracy": "multitask.metrics:accuracy",
+        "f1": "multitask.metrics:f1",
+        "recall": "multitask.metrics:recall",
+        "macro_f1": "multitask.metrics:macro_f1",
+        "micro_f1": "multitask.metrics:micro_f1",
+    },
+)
+
+OPTIMIZERS = Registry(
+    "optimizer",
+    {
+        "adam": "torch.optim:Adam",
+        "adamw": "torch.optim:AdamW",
+        "sgd": "torch.optim:SGD",
+    },
+)
+
+SCHEDULES = Registry(
+    "lr schedule",
+    {
+        "constant": "multitask.train.schedules:constant",
+        "cosine": "multitask.train.schedules:cosine",
+        "step": "multitask.train.schedules:step",
+    },
+)
+
+# ---- built-in data sets ----------------------------------------------------------------------------------
+DATASETS = Registry(
+    "data set",
+    {
+        "school": "multitask.datasets:school",
+        "sarcos": "multitask.datasets:sarcos",
+        "census-income": "multitask.datasets:census_income",
+        "multimnist": "multitask.datasets:multimnist",
+        "synthetic": "multitask.datasets:synthetic",
+    },
+)
+
+ALL: dict[str, Registry] = {
+    "models": MODELS,
+    "linear": LINEAR,
+    "sampling": SAMPLERS,
+    "losses": LOSSES,
+    "metrics": METRICS,
+    "optimizers": OPTIMIZERS,
+    "schedules": SCHEDULES,
+    "datasets": DATASETS,
+}
