@@ -11,6 +11,7 @@ Three layouts, one description:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
@@ -107,3 +108,49 @@ class BuiltinData:
     train: DataSpec
     test: DataSpec | None
     description: str
+
+
+def declaration(spec: DataSpec) -> dict[str, Any]:
+    """The spec without its frames, as JSON-safe data (saved in a run; see :func:`from_declaration`)."""
+    return {
+        "tasks": [t.to_dict() for t in spec.tasks],
+        "task_source": dict(spec.task_source),
+        "target_column": dict(spec.target_column),
+        "task_rows": {t: [c, str(v)] for t, (c, v) in spec.task_rows.items()},
+        "sources": {
+            name: {
+                "features": spec.feature_columns(name),
+                "image_shape": list(src.image_shape) if src.image_shape else None,
+                "path": src.path,
+            }
+            for name, src in spec.sources.items()
+        },
+    }
+
+
+def from_declaration(
+    d: dict[str, Any], frames: dict[str, pd.DataFrame], paths: dict[str, str] | None = None, labelled: bool = True
+) -> DataSpec:
+    """A spec with a saved declaration over new frames (one per source name)."""
+    paths = paths or {}
+    missing = [s for s in d["sources"] if s not in frames]
+    if missing:
+        raise ConfigError(f"no data given for source {missing[0]!r} (the model was trained with it)")
+    sources = {
+        name: Source(
+            name,
+            frames[name],
+            list(s["features"]),
+            tuple(s["image_shape"]) if s.get("image_shape") else None,  # type: ignore[arg-type]
+            paths.get(name, ""),
+        )
+        for name, s in d["sources"].items()
+    }
+    return DataSpec(
+        tasks=[Task.from_dict(t) for t in d["tasks"]],
+        sources=sources,
+        task_source=dict(d["task_source"]),
+        target_column=dict(d["target_column"]),
+        task_rows={t: (c, v) for t, (c, v) in d["task_rows"].items()},
+        labelled=labelled,
+    )
