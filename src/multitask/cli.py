@@ -1,0 +1,274 @@
+"""The ``multitask`` command line; every choice it offers comes from :mod:`multitask.registry`.
+
+    multitask train --data scores.csv --task math:regression --task passed:binary --out runs/a --baseline stl
+    multitask train --data school.csv --task-column school --target score --out runs/school
+    multitask evaluate --run runs/a --data test.csv
+    multitask predict --run runs/a --data new.csv --output predictions.csv
+    multitask list
+    multitask demo
+
+Bad input ends with one line ``multitask: error: …`` naming the file, column, task or option, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from multitask.errors import ConfigError, MultitaskError
+from multitask.registry import ALL, LINEAR, MODELS, OPTIMIZERS, SAMPLERS, SCHEDULES
+from multitask.tasks import KINDS
+
+
+def _key_values(items: Sequence[str] | None, flag: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{flag} {item!r}: expected KEY=VALUE")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _columns(text: str) -> list[str]:
+    return [c.strip() for c in text.split(",") if c.strip()]
+
+
+def _model_names() -> list[str]:
+    return [*MODELS.names(), *(f"linear:{n}" for n in LINEAR.names())]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="multitask", description="Multi-task learning: train, evaluate, predict.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train one model on all tasks (optionally single-task baselines too)")
+    d = t.add_argument_group("data")
+    d.add_argument("--data", help="CSV or Parquet file: one column per task (wide), or long form with --task-column")
+    d.add_argument("--test-data", help="evaluate on this file instead of the held-out validation part")
+    d.add_argument("--dataset", help="a built-in data set instead of --data (see `multitask list`)")
+    d.add_argument("--dataset-option", action="append", metavar="KEY=VALUE", help="option of the built-in data set")
+    d.add_argument("--data-dir", help="local folder with the built-in data sets (default: $MULTITASK_DATA, cache)")
+    d.add_argument("--task", action="append", metavar="NAME:KIND", help=f"a task; KIND is one of {', '.join(KINDS)}")
+    d.add_argument("--task-column", help="long form: the column that names each row's task")
+    d.add_argument("--target", help="long form: the target column")
+    d.add_argument("--task-kind", choices=KINDS, help="long form: the kind of every task (default regression)")
+    d.add_argument("--features", type=_columns, help="comma-separated feature columns (default: all others)")
+    d.add_argument("--valid-fraction", type=float, help="share of rows held out for validation (default 0.2)")
+    m = t.add_argument_group("model")
+    m.add_argument("--model", choices=_model_names(), metavar="MODEL", help=f"one of: {', '.join(_model_names())}")
+    m.add_argument("--hidden", type=_ints, help="layer widths, e.g. 128,64")
+    m.add_argument("--dropout", type=float)
+    m.add_argument("--model-option", action="append", metavar="KEY=VALUE", help="any other model option")
+    m.add_argument("--cv", type=int, metavar="K", help="linear models: pick regularization by K-fold CV")
+    o = t.add_argument_group("training")
+    o.add_argument("--epochs", type=int)
+    o.add_argument("--batch-size", type=int)
+    o.add_argument("--lr", type=float)
+    o.add_argument("--optimizer", choices=OPTIMIZERS.names())
+    o.add_argument("--schedule", choices=SCHEDULES.names())
+    o.add_argument("--sampling", choices=SAMPLERS.names(), help="how batches are drawn across tasks of different sizes")
+    o.add_argument("--temperature", type=float, help="sampling temperature τ: p_t ∝ n_t^(1/τ)")
+    o.add_argument("--patience", type=int, help="early stopping after this many epochs without improvement")
+    o.add_argument("--seed", type=int)
+    o.add_argument("--quiet", action="store_true", help="no progress bar")
+    r = t.add_argument_group("run")
+    r.add_argument("--config", help="YAML file with any of these options (flags override it)")
+    r.add_argument("--out", help="run directory to write")
+    r.add_argument("--baseline", choices=["stl"], help="also train one single-task model per task; report delta_m")
+    r.add_argument("--resume", action="store_true", help="continue a killed run in --out from its checkpoint")
+
+    e = sub.add_parser("evaluate", help="per-task metrics of a trained run on labelled data")
+    e.add_argument("--run", required=True, help="run directory written by `multitask train`")
+    e.add_argument("--data", required=True, action="append", help="FILE, or TASK=FILE per task for per-task runs")
+
+    p = sub.add_parser("predict", help="predictions of a trained run, one column per task")
+    p.add_argument("--run", required=True)
+    p.add_argument("--data", required=True, action="append", help="FILE, or TASK=FILE per task for per-task runs")
+    p.add_argument("--output", required=True, help="CSV file to write")
+
+    sub.add_parser("list", help="the models, data sets and options that exist")
+    demo = sub.add_parser("demo", help="train on built-in data and compare with single-task models")
+    demo.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
+    return parser
+
+
+def _train_overrides(a: argparse.Namespace) -> dict[str, Any]:
+    model_options = _key_values(a.model_option, "--model-option")
+    if a.hidden is not None:
+        model_options["hidden"] = a.hidden
+    if a.dropout is not None:
+        model_options["dropout"] = a.dropout
+    overrides: dict[str, Any] = {
+        "data": a.data,
+        "test_data": a.test_data,
+        "dataset": a.dataset,
+        "data_dir": a.data_dir,
+        "tasks": a.task,
+        "task_column": a.task_column,
+        "target": a.target,
+        "task_kind": a.task_kind,
+        "features": a.features,
+        "valid_fraction": a.valid_fraction,
+        "model": a.model,
+        "cv": a.cv,
+        "out": a.out,
+        "baseline": a.baseline,
+        "train": {
+            "epochs": a.epochs,
+            "batch_size": a.batch_size,
+            "lr": a.lr,
+            "optimizer": a.optimizer,
+            "schedule": a.schedule,
+            "sampling": a.sampling,
+            "temperature": a.temperature,
+            "patience": a.patience,
+            "seed": a.seed,
+            "progress": False if a.quiet else None,
+        },
+    }
+    if a.dataset_option:
+        overrides["dataset_options"] = _key_values(a.dataset_option, "--dataset-option")
+    if model_options:
+        overrides["model_options"] = model_options
+    return overrides
+
+
+def _data_arg(items: list[str]) -> str | dict[str, str]:
+    if len(items) == 1 and "=" not in items[0]:
+        return items[0]
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--data {item!r}: with several files, give TASK=FILE for each")
+        out[key] = value
+    return out
+
+
+def _fmt(v: float) -> str:
+    return "nan" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4g}"
+
+
+def print_comparison(result: Any, console: Any) -> None:
+    """The per-task table: each task's deciding metric for MTL and single-task, and delta_m."""
+    from rich.table import Table
+
+    table = Table(title=f"multi-task vs single-task ({result.evaluated_on} part)")
+    table.add_column("task")
+    table.add_column("metric")
+    table.add_column("multi-task", justify="right")
+    if result.baseline is not None:
+        table.add_column("single-task", justify="right")
+        table.add_column("better", justify="center")
+    for task in result.tasks:
+        mtl = result.metrics[task.name][task.metric]
+        row = [task.name, f"{task.metric} ({'↑' if task.higher_is_better else '↓'})", _fmt(mtl)]
+        if result.baseline is not None:
+            stl = result.baseline[task.name][task.metric]
+            better = (mtl > stl) if task.higher_is_better else (mtl < stl)
+            row += [_fmt(stl), "MTL" if better else ("=" if mtl == stl else "STL")]
+        table.add_row(*row)
+    console.print(table)
+    if result.delta_m is not None:
+        console.print(f"delta_m = {_fmt(result.delta_m)} %  (mean relative gain of multi-task over single-task)")
+
+
+def _cmd_train(a: argparse.Namespace, console: Any) -> int:
+    from multitask.config import load_config
+    from multitask.runs import is_main_process, train
+
+    cfg = load_config(a.config, _train_overrides(a))
+    result = train(cfg, resume=a.resume)
+    if is_main_process():
+        print_comparison(result, console)
+        console.print(f"run written to {result.run_dir}")
+    return 0
+
+
+def _cmd_evaluate(a: argparse.Namespace, console: Any) -> int:
+    from multitask.runs import evaluate
+
+    metrics = evaluate(a.run, _data_arg(a.data))
+    console.print_json(json.dumps(metrics))
+    return 0
+
+
+def _cmd_predict(a: argparse.Namespace, console: Any) -> int:
+    from multitask.runs import predict
+
+    frame = predict(a.run, _data_arg(a.data))
+    out = Path(a.output)
+    if not out.parent.exists():
+        raise ConfigError(f"--output {out}: folder {out.parent} does not exist")
+    frame.to_csv(out, index=False)
+    console.print(f"{len(frame)} rows of predictions written to {out}")
+    return 0
+
+
+def _cmd_list(a: argparse.Namespace, console: Any) -> int:
+    from rich.table import Table
+
+    for title, registry in ALL.items():
+        table = Table(title=title, title_justify="left")
+        table.add_column("name")
+        table.add_column("what it is")
+        for name in registry.names():
+            table.add_row(name, registry.entry(name).summary)
+        console.print(table)
+    return 0
+
+
+def _cmd_demo(a: argparse.Namespace, console: Any) -> int:
+    from multitask.demo import run_demo
+
+    result, note = run_demo(Path(a.out))
+    console.print(note)
+    print_comparison(result, console)
+    console.print(f"run written to {result.run_dir}")
+    return 0
+
+
+COMMANDS = {
+    "train": _cmd_train,
+    "evaluate": _cmd_evaluate,
+    "predict": _cmd_predict,
+    "list": _cmd_list,
+    "demo": _cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from rich.console import Console
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    console = Console()
+    try:
+        return COMMANDS[args.command](args, console)
+    except MultitaskError as e:
+        print(f"multitask: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("multitask: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
