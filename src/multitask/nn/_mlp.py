@@ -1,0 +1,60 @@
+"""Dense building blocks: ``Linear -> norm -> activation -> dropout``, stacked into an MLP."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+
+from torch import nn
+
+from multitask.errors import ConfigError
+
+#: activation functions by name
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "tanh": nn.Tanh,
+    "silu": nn.SiLU,
+}
+#: normalization layers by name (``batch`` makes DDP differ slightly from one process: statistics are per rank)
+NORMS: tuple[str, ...] = ("none", "layer", "batch")
+
+
+def check_activation(name: str) -> None:
+    if name not in ACTIVATIONS:
+        raise ConfigError(f"unknown activation {name!r}; choose one of: {', '.join(ACTIVATIONS)}")
+
+
+def check_norm(name: str) -> None:
+    if name not in NORMS:
+        raise ConfigError(f"unknown norm {name!r}; choose one of: {', '.join(NORMS)}")
+
+
+def norm_layer(name: str, dim: int) -> nn.Module:
+    """The normalization layer called ``name`` over ``dim`` features (identity for ``"none"``)."""
+    check_norm(name)
+    if name == "layer":
+        return nn.LayerNorm(dim)
+    if name == "batch":
+        return nn.BatchNorm1d(dim)
+    return nn.Identity()
+
+
+def dense(d_in: int, d_out: int, activation: str, norm: str, dropout: float) -> nn.Sequential:
+    """``Linear(d_in, d_out) -> norm -> activation -> dropout``."""
+    check_activation(activation)
+    return nn.Sequential(
+        nn.Linear(d_in, d_out),
+        norm_layer(norm, d_out),
+        ACTIVATIONS[activation](),
+        nn.Dropout(dropout),
+    )
+
+
+class MLP(nn.Sequential):
+    """Dense blocks over ``sizes``: ``sizes[0] -> sizes[1] -> ... -> sizes[-1]`` (identity for one size)."""
+
+    def __init__(
+        self, sizes: Sequence[int], activation: str = "relu", norm: str = "none", dropout: float = 0.0
+    ) -> None:
+        super().__init__(*(dense(a, b, activation, norm, dropout) for a, b in itertools.pairwise(sizes)))

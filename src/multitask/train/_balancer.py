@@ -1,0 +1,52 @@
+"""The seam between the trainer and a balancing method: how this step's task losses become one gradient.
+
+The trainer computes one loss per task (mean over the task's labelled rows of the global batch) and hands
+them to a balancer of one of two kinds:
+
+* a :class:`Balancer` returns the scalar to backpropagate, ``combine(losses)`` (static or adaptive task
+  weights; learnable weights, as in uncertainty weighting, are the balancer's own parameters when it is an
+  ``nn.Module``: the trainer adds them to the optimizer and to the checkpoint);
+* a :class:`GradientBalancer` receives the Jacobian ``J`` (one row per task: the gradient of that task's loss
+  w.r.t. the flattened shared parameters) and returns the direction ``d = combine_gradients(J, losses)`` of
+  the shared parameters. The trainer writes ``d`` to their ``.grad``; each head gets
+  ``task.weight · ∇ loss_t``.
+
+Either may keep explicit state; if it has ``state_dict()``/``load_state_dict()`` the checkpoint carries it.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from multitask.tasks import Task
+
+
+@runtime_checkable
+class Balancer(Protocol):
+    """Task losses of one step -> the scalar the trainer backpropagates."""
+
+    def combine(self, losses: dict[str, torch.Tensor]) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class GradientBalancer(Protocol):
+    """Per-task gradients of the shared parameters ``J`` (T x P) -> the shared parameters' gradient (P,)."""
+
+    def combine_gradients(self, jacobian: torch.Tensor, losses: dict[str, torch.Tensor]) -> torch.Tensor: ...
+
+
+class StaticWeights:
+    """Fixed task weights: ``L = Σ_t w_t L_t`` (the default, with ``w_t = task.weight``)."""
+
+    def __init__(self, weights: dict[str, float]) -> None:
+        self.weights = dict(weights)
+
+    @classmethod
+    def from_tasks(cls, tasks: list[Task]) -> StaticWeights:
+        return cls({t.name: t.weight for t in tasks})
+
+    def combine(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        terms = [self.weights[t] * loss for t, loss in losses.items()]
+        return torch.stack(terms).sum()

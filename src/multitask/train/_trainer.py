@@ -1,0 +1,398 @@
+"""The training loop, in one function that reads top to bottom.
+
+    torch.manual_seed(0)
+    model = HardSharing(inputs, tasks, task_source, output_sizes)
+    result = fit(model, tasks, train, valid, TrainConfig(epochs=20), run_dir=Path("runs/demo"))
+
+Launched by ``torchrun --nproc_per_node=2 ...`` the same call trains with DistributedDataParallel: every
+rank draws the same global batch, keeps its shard, and the gradient equals the single-process one up to
+summation order.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from multitask.data.arrays import Arrays
+from multitask.data.sampling import Sampler, steps_per_epoch
+from multitask.errors import CheckpointError, ConfigError, DataError
+from multitask.registry import OPTIMIZERS, SAMPLERS, SCHEDULES
+from multitask.tasks import Task
+from multitask.train._balancer import Balancer, GradientBalancer, StaticWeights
+from multitask.train._checkpoint import (
+    CHECKPOINT_FILE,
+    LOG_FILE,
+    load_checkpoint,
+    save_checkpoint,
+    save_model,
+)
+from multitask.train._distributed import Distributed, setup_distributed
+from multitask.train.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+#: options that may differ between a run and its resumption
+_RESUMABLE_CHANGES = ("progress", "threads")
+
+
+@dataclass
+class FitResult:
+    """The trained model (best validation weights restored), one record per epoch, and how it ended."""
+
+    model: nn.Module
+    history: list[dict[str, Any]]
+    best_epoch: int  # 1-based epoch whose weights ``model`` holds
+    stopped_early: bool
+
+
+def fit(
+    model: nn.Module,
+    tasks: list[Task],
+    train: Arrays,
+    valid: Arrays | None,
+    config: TrainConfig,
+    run_dir: Path | None = None,
+    resume: bool = False,
+    *,
+    balancer: Balancer | GradientBalancer | None = None,
+    sampler: Sampler | None = None,
+) -> FitResult:
+    """Train ``model`` on ``train``; early-stop on ``Σ_t w_t · mean validation loss_t`` of ``valid``.
+
+    Each step the loss of task ``t`` is ``Σ_{labelled rows} loss_t / (labelled rows of t in the batch)``;
+    a task without labels in the batch contributes 0. The balancer (default ``StaticWeights`` from
+    ``task.weight``) combines the task losses. With ``run_dir`` every epoch appends to ``log.jsonl`` and
+    rewrites ``checkpoint.pt``; at the end ``model.pt``/``model.json`` hold the best weights. ``resume``
+    continues from ``checkpoint.pt`` to the same result as an uninterrupted run.
+    """
+    ddp = setup_distributed()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    _check_inputs(model, tasks, train, valid)
+    balancer = balancer if balancer is not None else StaticWeights.from_tasks(tasks)
+    if isinstance(balancer, GradientBalancer) and ddp.enabled:
+        raise ConfigError("gradient balancing methods are not supported under torchrun yet; use one process")
+    sampler = sampler if sampler is not None else make_sampler(config)
+    weights = {t.name: t.weight for t in tasks}
+    source_of = train.task_source
+    main = ddp.is_main and run_dir is not None
+
+    # ---- model, optimizer, schedule ---------------------------------------------------------------------------
+    model.to(ddp.device)
+    net: nn.Module = model
+    if ddp.enabled:
+        device_ids = [ddp.device.index] if ddp.device.type == "cuda" else None
+        net = DistributedDataParallel(model, device_ids=device_ids)
+    params = list(model.parameters())
+    if isinstance(balancer, nn.Module):
+        balancer.to(ddp.device)
+        params += list(balancer.parameters())
+    optimizer = make_optimizer(config, params)
+    scheduler = SCHEDULES.get(config.schedule)(optimizer, config.epochs)
+
+    # ---- state, fresh or from the last checkpoint -------------------------------------------------------------
+    start_epoch, best_score, best_epoch, bad_epochs = 0, float("inf"), 0, 0
+    best_model: dict[str, torch.Tensor] = _cpu_state(model)
+    history: list[dict[str, Any]] = []
+    if resume and run_dir is None:
+        raise ConfigError("resume needs the run directory of the run to continue")
+    if resume and not (Path(str(run_dir)) / CHECKPOINT_FILE).exists():
+        log.warning("no %s in %s: nothing to resume, training from the start", CHECKPOINT_FILE, run_dir)
+        resume = False
+    if resume:
+        assert run_dir is not None
+        ckpt = load_checkpoint(Path(run_dir) / CHECKPOINT_FILE)
+        _check_same_config(ckpt.get("config", {}), config, Path(run_dir) / CHECKPOINT_FILE)
+        try:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            if ckpt.get("balancer") is not None and hasattr(balancer, "load_state_dict"):
+                balancer.load_state_dict(ckpt["balancer"])
+            start_epoch, best_epoch, bad_epochs = ckpt["epoch"], ckpt["best_epoch"], ckpt["bad_epochs"]
+            best_score, best_model, history = ckpt["best_score"], ckpt["best_model"], ckpt["history"]
+        except (KeyError, ValueError, RuntimeError) as e:
+            raise CheckpointError(
+                f"{Path(run_dir) / CHECKPOINT_FILE}: does not fit this model: {e}"
+            ) from None
+        log.info("resuming from %s after epoch %d", Path(run_dir) / CHECKPOINT_FILE, start_epoch)
+    if main:
+        assert run_dir is not None
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        (Path(run_dir) / LOG_FILE).write_text("".join(json.dumps(r) + "\n" for r in history))
+
+    steps = steps_per_epoch(train, config.batch_size)
+    progress = _progress_bar(config.progress and ddp.is_main and sys.stderr.isatty())
+    stopped_early = False
+    with progress or _nothing():
+        for epoch in range(start_epoch, config.epochs):
+            if config.patience is not None and bad_epochs >= config.patience:
+                stopped_early = True
+                break
+            t0 = time.perf_counter()
+            torch.manual_seed(epoch_seed(config.seed, epoch))  # dropout is reproducible after resume
+            net.train()
+            lr = float(optimizer.param_groups[0]["lr"])
+            sums, counts = (
+                torch.zeros(len(tasks), dtype=torch.float64),
+                torch.zeros(len(tasks), dtype=torch.float64),
+            )
+            bar = progress.add_task(f"epoch {epoch + 1}/{config.epochs}", total=steps) if progress else None
+
+            for rows in sampler.batches(train, config.batch_size, epoch, config.seed):
+                # labelled rows per task in the GLOBAL batch: the same on every rank, no communication
+                count = {t.name: int(train.masks[t.name][rows[source_of[t.name]]].sum()) for t in tasks}
+                batch = train.take(ddp.shard(rows)).to(ddp.device)
+                outputs = net(batch.inputs)
+                local = {
+                    t.name: masked_loss_sum(t, outputs[t.name], batch.targets[t.name], batch.masks[t.name])
+                    / max(count[t.name], 1)
+                    for t in tasks
+                }
+                losses, values = _global_losses(local, ddp)
+                optimizer.zero_grad(set_to_none=True)
+                _backward(balancer, losses, model, weights)
+                optimizer.step()
+
+                n = torch.tensor([count[t.name] for t in tasks], dtype=torch.float64)
+                sums += values.double() * n
+                counts += n
+                if progress is not None and bar is not None:
+                    shown = "  ".join(
+                        f"{t.name} {v:.4g}" for t, v in zip(tasks, values.tolist(), strict=True)
+                    )
+                    progress.update(bar, advance=1, description=f"epoch {epoch + 1}/{config.epochs}  {shown}")
+            scheduler.step()
+
+            # ---- validation, early stopping, log and checkpoint ------------------------------------------------
+            train_losses = {t.name: _mean(sums[i], counts[i]) for i, t in enumerate(tasks)}
+            valid_losses = validation_losses(model, tasks, valid, ddp) if valid is not None else {}
+            valid_total = _weighted_total(valid_losses, weights) if valid is not None else None
+            if valid_total is None or valid_total < best_score:
+                best_score = valid_total if valid_total is not None else best_score
+                best_epoch, best_model, bad_epochs = epoch + 1, _cpu_state(model), 0
+            else:
+                bad_epochs += 1
+            record = {
+                "epoch": epoch + 1,
+                "train": train_losses,
+                "valid": valid_losses,
+                "valid_total": valid_total,
+                "lr": lr,
+                "seconds": time.perf_counter() - t0,
+            }
+            history.append(record)
+            log.info("epoch %d: train %s valid %s", epoch + 1, _fmt(train_losses), _fmt(valid_losses))
+            if main:
+                assert run_dir is not None
+                with open(Path(run_dir) / LOG_FILE, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                save_checkpoint(
+                    Path(run_dir) / CHECKPOINT_FILE,
+                    {
+                        "epoch": epoch + 1,
+                        "model": _cpu_state(model),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "balancer": balancer.state_dict() if hasattr(balancer, "state_dict") else None,
+                        "best_score": best_score,
+                        "best_epoch": best_epoch,
+                        "best_model": best_model,
+                        "bad_epochs": bad_epochs,
+                        "history": history,
+                        "config": config.model_dump(),
+                    },
+                )
+            if progress is not None and bar is not None:
+                progress.remove_task(bar)
+
+    model.load_state_dict(best_model)
+    model.eval()
+    if main:
+        assert run_dir is not None
+        save_model(model, Path(run_dir))
+    return FitResult(model=model, history=history, best_epoch=best_epoch, stopped_early=stopped_early)
+
+
+# ---- the pieces the loop uses ----------------------------------------------------------------------------------
+def masked_loss_sum(
+    task: Task, output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """``Σ loss_t`` over the labelled rows only (masked rows are never computed, so never imputed)."""
+    return task.loss_fn(output[mask], target[mask]).sum()
+
+
+def _global_losses(
+    local: dict[str, torch.Tensor], ddp: Distributed
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Task losses whose value is the global batch's and whose gradient, once DDP averages it, is too.
+
+    Each rank's ``local`` loss is ``sum_local / count_global``. Its value is all-reduced (so that balancers
+    see the global loss on every rank) and its gradient scaled by ``world_size`` to undo DDP's averaging:
+    ``L̂ = W·l + (L − W·l).detach()``.
+    """
+    values = torch.stack([loss.detach() for loss in local.values()]).cpu()
+    if not ddp.enabled:
+        return local, values
+    ddp.all_reduce_sum(values)
+    w = ddp.world_size
+    losses = {
+        t: w * loss + (values[i].to(loss.device) - w * loss).detach()
+        for i, (t, loss) in enumerate(local.items())
+    }
+    return losses, values
+
+
+def _backward(
+    balancer: Balancer | GradientBalancer,
+    losses: dict[str, torch.Tensor],
+    model: nn.Module,
+    weights: dict[str, float],
+) -> None:
+    """Write the step's gradient to ``.grad``: backpropagate the balancer's scalar, or its shared direction."""
+    if not isinstance(balancer, GradientBalancer):
+        balancer.combine(losses).backward()
+        return
+    shared: list[nn.Parameter] = model.shared_parameters()  # type: ignore[operator]
+    rows = []
+    for loss in losses.values():
+        grads = torch.autograd.grad(loss, shared, retain_graph=True, allow_unused=True)
+        rows.append(
+            torch.cat(
+                [
+                    (g if g is not None else torch.zeros_like(p)).reshape(-1)
+                    for g, p in zip(grads, shared, strict=True)
+                ]
+            )
+        )
+    direction = balancer.combine_gradients(torch.stack(rows), losses)
+    torch.stack([weights[t] * loss for t, loss in losses.items()]).sum().backward()  # the heads' gradients
+    offset = 0
+    for p in shared:
+        p.grad = direction[offset : offset + p.numel()].view_as(p).clone()
+        offset += p.numel()
+
+
+@torch.no_grad()
+def validation_losses(
+    model: nn.Module, tasks: list[Task], data: Arrays, ddp: Distributed | None = None, batch_size: int = 8192
+) -> dict[str, float | None]:
+    """Mean loss of each task over its labelled rows of ``data`` (None for a task without labels).
+
+    Under torchrun every rank computes it on all of ``data`` and takes rank 0's values, so that all ranks
+    make the same early-stopping decision.
+    """
+    ddp = ddp or Distributed(device=next(model.parameters()).device)
+    was_training = model.training
+    model.eval()
+    sums = torch.zeros(len(tasks), dtype=torch.float64)
+    counts = torch.zeros(len(tasks), dtype=torch.float64)
+    longest = max(data.n_rows(s) for s in data.sources)
+    for start in range(0, longest, batch_size):
+        rows = {
+            s: np.arange(start, min(start + batch_size, data.n_rows(s)), dtype=np.int64) for s in data.sources
+        }
+        batch = data.take(rows).to(ddp.device)
+        outputs = model(batch.inputs)
+        for i, t in enumerate(tasks):
+            mask = batch.masks[t.name]
+            sums[i] += float(masked_loss_sum(t, outputs[t.name], batch.targets[t.name], mask))
+            counts[i] += int(mask.sum())
+    model.train(was_training)
+    ddp.broadcast(sums)
+    return {t.name: _mean(sums[i], counts[i]) for i, t in enumerate(tasks)}
+
+
+def make_sampler(config: TrainConfig) -> Sampler:
+    """The sampler named by ``config.sampling`` (``temperature`` gets ``tau=config.temperature``)."""
+    cls = SAMPLERS.get(config.sampling)
+    kwargs = {"tau": config.temperature} if "tau" in inspect.signature(cls).parameters else {}
+    return cls(**kwargs)
+
+
+def make_optimizer(config: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    """The optimizer named by ``config.optimizer`` with its lr, weight decay (and momentum for sgd)."""
+    cls = OPTIMIZERS.get(config.optimizer)
+    kwargs: dict[str, Any] = {"lr": config.lr, "weight_decay": config.weight_decay}
+    if "momentum" in inspect.signature(cls).parameters:
+        kwargs["momentum"] = config.momentum
+    return cls(params, **kwargs)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The torch seed of an epoch: a hash of ``(seed, epoch)``."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def _check_inputs(model: nn.Module, tasks: list[Task], train: Arrays, valid: Arrays | None) -> None:
+    if not tasks:
+        raise ConfigError("no tasks to train")
+    model_tasks = getattr(model, "task_source", None)
+    for data, which in ((train, "training"), (valid, "validation")):
+        if data is None:
+            continue
+        for t in tasks:
+            if t.name not in data.targets or t.name not in data.masks:
+                raise DataError(f"task {t.name!r}: no targets in the {which} data")
+            if model_tasks is not None and t.name not in model_tasks:
+                raise ConfigError(f"task {t.name!r}: the model has no head for it")
+
+
+def _check_same_config(saved: dict[str, Any], config: TrainConfig, path: Path) -> None:
+    now = config.model_dump()
+    changed = sorted(k for k in now if k not in _RESUMABLE_CHANGES and saved.get(k) != now[k])
+    if changed:
+        what = ", ".join(f"{k} ({saved.get(k)!r} -> {now[k]!r})" for k in changed)
+        raise ConfigError(f"cannot resume {path} with different training options: {what}")
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def _mean(total: torch.Tensor, count: torch.Tensor) -> float | None:
+    return float(total / count) if count > 0 else None
+
+
+def _weighted_total(losses: dict[str, float | None], weights: dict[str, float]) -> float:
+    return float(sum(weights[t] * v for t, v in losses.items() if v is not None))
+
+
+def _fmt(losses: dict[str, float | None]) -> str:
+    return " ".join(f"{t}={v:.4g}" if v is not None else f"{t}=-" for t, v in losses.items())
+
+
+def _progress_bar(enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None

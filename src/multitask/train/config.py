@@ -1,0 +1,119 @@
+"""Training options: one frozen record with commented defaults, validated against the registries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
+from multitask.errors import ConfigError
+from multitask.registry import OPTIMIZERS, SAMPLERS, SCHEDULES, Registry
+
+
+def _check_name(registry: Registry, value: str) -> str:
+    if value not in registry:
+        raise ValueError(f"unknown {registry.kind} {value!r}; choose one of: {', '.join(registry)}")
+    return value
+
+
+class TrainConfig(BaseModel):
+    """How to train a deep model. ``TrainConfig(epochs=50, lr=3e-4)``; invalid options raise ConfigError."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs: int = 20  # passes over the training data (see multitask.data.sampling for "an epoch")
+    batch_size: int = 256  # rows per step, over all tasks together (the global batch under torchrun)
+    optimizer: str = "adam"  # a name in multitask.registry.OPTIMIZERS
+    lr: float = 1e-3  # learning rate at the start of the schedule
+    weight_decay: float = 0.0  # L2 penalty of the optimizer (decoupled for adamw)
+    momentum: float = 0.0  # sgd only
+    schedule: str = "constant"  # learning-rate schedule per epoch, a name in multitask.registry.SCHEDULES
+    sampling: str = "proportional"  # how batches mix tasks, a name in multitask.registry.SAMPLERS
+    temperature: float = 2.0  # tau of sampling="temperature": p_t ∝ n_t^(1/tau)
+    patience: int | None = 5  # stop after this many epochs without a better validation loss; None: never
+    seed: int = 0  # batches, dropout and (by the caller) initial weights follow from it
+    threads: int | None = None  # torch CPU threads; None: torch's default
+    progress: bool = True  # a progress bar on stderr (only when it is a terminal, and only on rank 0)
+
+    def __init__(self, **options: Any) -> None:
+        try:
+            super().__init__(**options)
+        except ValidationError as e:
+            raise ConfigError(describe_validation_error(e)) from None
+
+    @field_validator("optimizer")
+    @classmethod
+    def _optimizer(cls, v: str) -> str:
+        return _check_name(OPTIMIZERS, v)
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, v: str) -> str:
+        return _check_name(SCHEDULES, v)
+
+    @field_validator("sampling")
+    @classmethod
+    def _sampling(cls, v: str) -> str:
+        return _check_name(SAMPLERS, v)
+
+    @field_validator("epochs", "batch_size")
+    @classmethod
+    def _positive_int(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError(f"must be >= 1, got {v}")
+        return v
+
+    @field_validator("patience", "threads")
+    @classmethod
+    def _positive_or_none(cls, v: int | None) -> int | None:
+        if v is not None and v < 1:
+            raise ValueError(f"must be >= 1 or None, got {v}")
+        return v
+
+    @field_validator("lr", "temperature")
+    @classmethod
+    def _positive_float(cls, v: float) -> float:
+        if not v > 0:
+            raise ValueError(f"must be > 0, got {v}")
+        return v
+
+    @field_validator("weight_decay")
+    @classmethod
+    def _non_negative(cls, v: float) -> float:
+        if not v >= 0:
+            raise ValueError(f"must be >= 0, got {v}")
+        return v
+
+    @field_validator("momentum")
+    @classmethod
+    def _momentum(cls, v: float) -> float:
+        if not 0 <= v < 1:
+            raise ValueError(f"must be in [0, 1), got {v}")
+        return v
+
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, v: int) -> int:
+        if v < 0:
+            raise ValueError(f"must be >= 0, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _momentum_needs_sgd(self) -> TrainConfig:
+        if self.momentum and self.optimizer != "sgd":
+            raise ValueError(f"momentum only applies to optimizer 'sgd', not {self.optimizer!r}")
+        return self
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per problem, each naming the option: ``train option 'lr': must be > 0, got -1.0``."""
+    lines = []
+    for err in error.errors():
+        option = ".".join(str(part) for part in err["loc"]) or "(config)"
+        if err["type"] == "extra_forbidden":
+            known = ", ".join(TrainConfig.model_fields)
+            lines.append(f"unknown train option {option!r}; options are: {known}")
+        else:
+            message = str(err["msg"]).removeprefix("Value error, ")
+            lines.append(f"train option {option!r}: {message}" if err["loc"] else f"train options: {message}")
+    return "; ".join(lines)
