@@ -12,8 +12,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
+# A local copy of the built-in data sets, when one sits beside the checkout (no download is attempted).
+SHARED_DATA := $(abspath ../shared/data)
+DEMO_ENV := $(if $(MULTITASK_DATA),,$(if $(wildcard $(SHARED_DATA)/census-income),MULTITASK_DATA=$(SHARED_DATA)))
+
 demo: $(STAMP)
-	$(BIN)/multitask demo
+	$(DEMO_ENV) $(BIN)/multitask demo
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
