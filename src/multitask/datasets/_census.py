@@ -91,8 +91,9 @@ def _read(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: cannot be read as census-income data ({e})") from e
     if frame.shape[1] != len(COLUMNS) or frame["income_class"].isna().any():
         raise DataError(f"{path}: expected {len(COLUMNS)} comma-separated columns on every row")
-    for col in frame.select_dtypes(include="object").columns:
-        frame[col] = frame[col].str.strip()
+    for col in frame.columns:
+        if not pd.api.types.is_numeric_dtype(frame[col]):
+            frame[col] = frame[col].str.strip()
     return frame
 
 

@@ -127,8 +127,11 @@ def _mat_to_csv(mat_path: Path) -> dict[str, bytes]:
 
 
 def _read(path: Path) -> pd.DataFrame:
-    frame = pd.read_csv(path, header=None, names=_COLUMNS)
-    frame["joint"] = frame["joint"].astype("int64")
+    try:
+        frame = pd.read_csv(path, header=None, names=_COLUMNS)
+        frame["joint"] = frame["joint"].astype("int64")
+    except (ValueError, pd.errors.ParserError) as e:
+        raise DataError(f"{path}: expected {len(_COLUMNS)} numeric comma-separated columns ({e})") from e
     return frame
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 
 from multitask.data.spec import BuiltinData, DataSpec, Source
 from multitask.datasets._download import DataFile, fetch, github_raw
-from multitask.errors import ConfigError
+from multitask.errors import ConfigError, DataError
 from multitask.tasks import Task
 
 _REPO = "squall1988/multi-task-gradient-boosting"
@@ -118,8 +118,11 @@ def task_name(school_id: int) -> str:
 
 
 def _read(path: Path) -> pd.DataFrame:
-    frame = pd.read_csv(path, header=None, names=_COLUMNS)
-    frame["school"] = frame["school"].astype("int64")
+    try:
+        frame = pd.read_csv(path, header=None, names=_COLUMNS)
+        frame["school"] = frame["school"].astype("int64")
+    except (ValueError, pd.errors.ParserError) as e:
+        raise DataError(f"{path}: expected {len(_COLUMNS)} numeric comma-separated columns ({e})") from e
     return frame.drop(columns="bias")
 
 
