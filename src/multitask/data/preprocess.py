@@ -172,7 +172,7 @@ class Preprocessor:
             if col.kind == "numeric":
                 out[:, j] = (_numeric(frame[col.name], where, col.name) - col.mean) / col.std
             else:
-                codes = pd.Categorical(_as_str(frame[col.name]), categories=col.categories).codes.astype(np.int64)
+                codes = pd.Index(col.categories).get_indexer(_as_str(frame[col.name])).astype(np.int64)
                 seen = codes >= 0
                 out[np.flatnonzero(seen), j + codes[seen]] = 1.0
             j += col.width
