@@ -4,16 +4,56 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.server
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from conftest import Server
 from scipy.io import savemat
 
 from multitask.datasets import _sarcos, _school, sarcos, school
 from multitask.datasets._download import DataFile
 from multitask.errors import DataError
+
+
+@dataclass
+class Server:
+    """A static file server on 127.0.0.1 over ``root``; ``hits`` lists the paths requested."""
+
+    root: Path
+    url: str = ""
+    hits: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    root = tmp_path / "www"
+    root.mkdir()
+    state = Server(root)
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self) -> None:
+            state.hits.append(self.path)
+            super().do_GET()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(root)))
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        yield state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
 
 
 def _school_csv(n_per_school: int = 4, n_schools: int = 3) -> bytes:
