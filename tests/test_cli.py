@@ -1,0 +1,154 @@
+"""The command line end to end on small generated data: train, evaluate, predict, list, demo, config files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from multitask.cli import main
+from multitask.registry import ALL
+from tests.conftest import make_wide
+
+FAST = ["--epochs", "3", "--quiet", "--batch-size", "64"]
+
+
+def train(*args: str) -> int:
+    return main(["train", *args, *FAST])
+
+
+def test_train_wide_with_baseline_writes_the_run(wide_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    rc = train("--data", str(wide_csv), "--task", "y1:regression", "--task", "y2:binary", "--task", "cls:multiclass",
+               "--out", str(out), "--baseline", "stl")
+    assert rc == 0
+    for name in ("config.yaml", "run.json", "preprocessing.json", "model.pt", "model.json", "checkpoint.pt",
+                 "log.jsonl", "metrics.json"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["tasks"]) == {"y1", "y2", "cls"}
+    assert set(metrics["tasks"]["y1"]) == {"rmse", "mae", "r2"}
+    assert set(metrics["tasks"]["y2"]) == {"auc", "accuracy", "f1", "recall"}
+    assert set(metrics["tasks"]["cls"]) == {"accuracy", "macro_f1"}
+    assert set(metrics["baseline"]) == {"y1", "y2", "cls"}
+    # delta_m recomputed from the reported numbers
+    terms = [
+        -(metrics["tasks"]["y1"]["rmse"] - metrics["baseline"]["y1"]["rmse"]) / metrics["baseline"]["y1"]["rmse"],
+        (metrics["tasks"]["y2"]["auc"] - metrics["baseline"]["y2"]["auc"]) / metrics["baseline"]["y2"]["auc"],
+        (metrics["tasks"]["cls"]["accuracy"] - metrics["baseline"]["cls"]["accuracy"])
+        / metrics["baseline"]["cls"]["accuracy"],
+    ]
+    assert metrics["delta_m"] == pytest.approx(100 * np.mean(terms))
+    for task in ("y1", "y2", "cls"):
+        assert (out / "baseline" / task / "model.pt").is_file()
+
+
+def test_evaluate_and_predict(wide_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert train("--data", str(wide_csv), "--task", "y1:regression", "--task", "y2:binary", "--task", "cls:multiclass",
+                 "--out", str(out)) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(out), "--data", str(wide_csv)]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert set(metrics) == {"y1", "y2", "cls"}
+    new = make_wide(30, seed=5).drop(columns=["y1", "y2", "cls"])
+    new.to_csv(tmp_path / "new.csv", index=False)
+    pred_path = tmp_path / "pred.csv"
+    assert main(["predict", "--run", str(out), "--data", str(tmp_path / "new.csv"), "--output", str(pred_path)]) == 0
+    pred = pd.read_csv(pred_path)
+    assert len(pred) == 30
+    assert {"y1", "y2", "cls", "cls:hi", "cls:lo", "cls:mid"} <= set(pred.columns)
+    assert pred["y2"].between(0, 1).all()
+    np.testing.assert_allclose(pred[["cls:hi", "cls:lo", "cls:mid"]].sum(axis=1), 1, rtol=1e-5)
+    assert set(pred["cls"]) <= {"hi", "lo", "mid"}
+
+
+def test_long_form_train_and_predict(long_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert train("--data", str(long_csv), "--task-column", "group", "--target", "y", "--out", str(out),
+                 "--baseline", "stl", "--sampling", "uniform") == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["tasks"]) == {"g0", "g1", "g2", "g3"}
+    pred_path = tmp_path / "pred.csv"
+    assert main(["predict", "--run", str(out), "--data", str(long_csv), "--output", str(pred_path)]) == 0
+    pred = pd.read_csv(pred_path)
+    assert list(pred.columns) == ["group", "prediction"]
+    assert pred["prediction"].notna().all()
+
+
+def test_per_task_data_sets_from_config(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    img = pd.DataFrame(rng.integers(0, 256, (80, 16)), columns=[f"p{i}" for i in range(16)])
+    img["label"] = (img["p0"] > 128).astype(int) + (img["p5"] > 128).astype(int)
+    img.to_csv(tmp_path / "img.csv", index=False)
+    tab = pd.DataFrame({"u": rng.standard_normal(50), "v": rng.standard_normal(50)})
+    tab["price"] = 2 * tab["u"] - tab["v"]
+    tab.to_parquet(tmp_path / "tab.parquet")
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "tasks:\n"
+        f"  - {{name: digit, kind: multiclass, data: {tmp_path / 'img.csv'}, target: label, image_shape: [1, 4, 4]}}\n"
+        f"  - {{name: price, kind: regression, data: {tmp_path / 'tab.parquet'}, target: price}}\n"
+        "train: {epochs: 50, sampling: round-robin}\n"
+        "model_options: {hidden: [16]}\n"
+    )
+    out = tmp_path / "run"
+    assert train("--config", str(config), "--out", str(out)) == 0  # --epochs 3 overrides the file's 50
+    assert len((out / "log.jsonl").read_text().splitlines()) == 3
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["tasks"]) == {"digit", "price"}
+    tab.drop(columns=["price"]).to_csv(tmp_path / "tab_new.csv", index=False)
+    pred_path = tmp_path / "pred.csv"
+    assert main(["predict", "--run", str(out), "--data", f"digit={tmp_path / 'img.csv'}",
+                 "--data", f"price={tmp_path / 'tab_new.csv'}", "--output", str(pred_path)]) == 0
+    pred = pd.read_csv(pred_path)
+    assert set(pred["task"]) == {"digit", "price"}
+    assert len(pred) == 80 + 50
+
+
+def test_test_file_is_used_for_metrics(wide_csv: Path, tmp_path: Path) -> None:
+    test = tmp_path / "test.csv"
+    make_wide(100, seed=9).to_csv(test, index=False)
+    out = tmp_path / "run"
+    assert train("--data", str(wide_csv), "--test-data", str(test), "--task", "y2:binary", "--out", str(out),
+                 "--features", "x0,x1,x2,x3,x4,color") == 0
+    assert json.loads((out / "metrics.json").read_text())["evaluated_on"] == "test"
+
+
+def test_flags_override_the_config_file(wide_csv: Path, tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"data: {wide_csv}\ntasks: [y2:binary]\nfeatures: [x0, x1, color]\ntrain: {{epochs: 7, lr: 0.01}}\n"
+        "valid_fraction: 0.3\n"
+    )
+    out = tmp_path / "run"
+    assert train("--config", str(config), "--out", str(out), "--lr", "0.002") == 0
+    saved = (out / "config.yaml").read_text()
+    assert "epochs: 3" in saved and "lr: 0.002" in saved and "valid_fraction: 0.3" in saved
+
+
+def test_list_shows_every_registered_name(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for registry in ALL.values():
+        for name in registry.names():
+            assert name in out
+
+
+def test_demo_without_local_data_uses_generated_data_and_says_so(tmp_path: Path) -> None:
+    env = {**os.environ, "MULTITASK_DATA": str(tmp_path / "empty"), "MULTITASK_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "multitask", "demo", "--out", str(tmp_path / "demo")],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "synthetic" in proc.stdout
+    assert "delta_m" in proc.stdout
+    metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
+    assert len(metrics["tasks"]) == 6 and "delta_m" in metrics
