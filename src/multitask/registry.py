@@ -75,7 +75,18 @@ MODELS = Registry(
 LINEAR = Registry(
     "linear model",
     {
-        # filled by multitask.linear
+        "independent": "multitask.linear:IndependentLinear",
+        "pooled": "multitask.linear:PooledLinear",
+        "mean-regularized": "multitask.linear:MeanRegularized",
+        "lasso": "multitask.linear:Lasso",
+        "l21": "multitask.linear:L21",
+        "trace-norm": "multitask.linear:TraceNorm",
+        "sparse-low-rank": "multitask.linear:SparseLowRank",
+        "dirty": "multitask.linear:Dirty",
+        "clustered": "multitask.linear:Clustered",
+        "graph": "multitask.linear:GraphRegularized",
+        "robust": "multitask.linear:Robust",
+        "mtrl": "multitask.linear:TaskRelationship",
     },
 )
 

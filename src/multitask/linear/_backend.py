@@ -1,0 +1,167 @@
+"""The data-dependent part of the objective: sum over tasks of each task's mean loss, and its gradient.
+
+A backend answers ``loss_and_grad(W, b) -> (value, grad_W, grad_b)`` for ``W`` of shape
+``(n_tasks, n_features)`` and intercepts ``b`` of shape ``(n_tasks,)``; the solver sees nothing else of the
+data. :class:`ArrayBackend` holds NumPy / SciPy arrays in memory; a distributed backend would sum the same
+quantities over partitions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+
+from multitask.linear._losses import Loss
+
+Array = NDArray[np.float64]
+Matrix = Any  # a dense ndarray or a scipy.sparse CSR matrix / array
+
+#: squared-loss groups use a precomputed Gram matrix when they have more rows than this many features
+_GRAM_MAX_FEATURES = 2000
+
+
+class Backend(Protocol):
+    """Sum over tasks of the mean loss of each task over its labelled rows."""
+
+    n_tasks: int
+    n_features: int
+
+    def loss(self, W: Array, b: Array) -> float: ...
+
+    def loss_and_grad(self, W: Array, b: Array) -> tuple[float, Array, Array]: ...
+
+
+@dataclass
+class _RowGroup:
+    """Tasks evaluated on the same rows ``X`` (n_r, d): targets ``Y`` (n_r, m), row weights (0 where missing)."""
+
+    tasks: NDArray[np.intp]
+    X: Matrix
+    Y: Array
+    weights: Array
+    losses: Sequence[Loss]
+
+    def evaluate(self, W: Array, b: Array, grad: bool) -> tuple[float, Array | None, Array | None]:
+        Z = np.asarray(self.X @ W[self.tasks].T) + b[self.tasks]
+        value = 0.0
+        dZ = np.empty_like(Z) if grad else Z
+        for j, loss in enumerate(self.losses):
+            value += float(self.weights[:, j] @ loss.values(Z[:, j], self.Y[:, j]))
+            if grad:
+                dZ[:, j] = self.weights[:, j] * loss.derivative(Z[:, j], self.Y[:, j])
+        if not grad:
+            return value, None, None
+        return value, np.asarray(self.X.T @ dZ).T, dZ.sum(axis=0)
+
+
+@dataclass
+class _GramGroup:
+    """Squared-loss tasks on the same rows, through ``A = [X, 1]``: ``G = AᵀA``, ``C = YᵀA``, ``yy = ||y||^2``."""
+
+    tasks: NDArray[np.intp]
+    gram: Array
+    cross: Array
+    yy: Array
+    weights: Array  # 1 / n_t per task
+
+    @classmethod
+    def build(cls, tasks: NDArray[np.intp], X: Matrix, Y: Array, weights: Array) -> _GramGroup:
+        n = X.shape[0]
+        if sp.issparse(X):
+            A = sp.hstack([X, np.ones((n, 1))], format="csr")
+            gram = np.asarray((A.T @ A).toarray())
+        else:
+            A = np.hstack([np.asarray(X), np.ones((n, 1))])
+            gram = A.T @ A
+        return cls(tasks, gram, np.asarray(A.T @ Y).T, np.einsum("ij,ij->j", Y, Y), weights)
+
+    def evaluate(self, W: Array, b: Array, grad: bool) -> tuple[float, Array | None, Array | None]:
+        V = np.hstack([W[self.tasks], b[self.tasks, None]])
+        GV = V @ self.gram
+        per_task = np.einsum("ij,ij->i", V, GV) - 2.0 * np.einsum("ij,ij->i", V, self.cross) + self.yy
+        value = 0.5 * float(self.weights @ per_task)
+        if not grad:
+            return value, None, None
+        G = self.weights[:, None] * (GV - self.cross)
+        return value, G[:, :-1], G[:, -1]
+
+
+class Centered:
+    """The backend of ``X - 1 meanᵀ`` given the backend of ``X``: ``z = x·w + (b - mean·w)``.
+
+    The intercept is unpenalized, so centering the features changes only how ``b`` is written, and it
+    removes the coupling between ``b`` and ``W`` that makes uncentered problems ill-conditioned.
+    """
+
+    def __init__(self, backend: Backend, mean: Array) -> None:
+        self.backend, self.mean = backend, mean
+        self.n_tasks, self.n_features = backend.n_tasks, backend.n_features
+
+    def loss(self, W: Array, b: Array) -> float:
+        return self.backend.loss(W, b - W @ self.mean)
+
+    def loss_and_grad(self, W: Array, b: Array) -> tuple[float, Array, Array]:
+        value, grad_W, grad_b = self.backend.loss_and_grad(W, b - W @ self.mean)
+        return value, grad_W - np.outer(grad_b, self.mean), grad_b
+
+
+class ArrayBackend:
+    """In-memory backend over ``X`` (dense or CSR) with, per task, row indices into ``X`` and targets.
+
+    Tasks with identical row sets share one product ``X_r W_rᵀ`` (the wide, shared-X case); squared-loss
+    groups with more rows than features use a precomputed Gram matrix, so one evaluation costs
+    ``O(T d^2)`` instead of ``O(n d T)``. Tasks labelled on at least half of the rows are evaluated on all
+    rows with zero weights where the label is missing, so ``X`` is not copied once per task.
+    """
+
+    def __init__(self, X: Matrix, rows: Sequence[NDArray[np.intp]], targets: Sequence[Array],
+                 losses: Sequence[Loss]) -> None:
+        n_samples, self.n_features = X.shape
+        self.n_tasks = len(rows)
+        by_rows: dict[bytes, list[int]] = {}
+        masked: list[int] = []
+        for t, r in enumerate(rows):
+            if len(r) >= n_samples / 2 and len(r) < n_samples:
+                masked.append(t)
+            else:
+                by_rows.setdefault(np.asarray(r, dtype=np.intp).tobytes(), []).append(t)
+        self._groups: list[_RowGroup | _GramGroup] = []
+        for members in by_rows.values():
+            r = rows[members[0]]
+            Xr = X if len(r) == n_samples else X[r]
+            tasks = np.asarray(members, dtype=np.intp)
+            Y = np.column_stack([targets[t] for t in members])
+            weights = np.array([1.0 / len(r)] * len(members))
+            if (all(losses[t].name == "squared" for t in members)
+                    and len(r) > self.n_features + 1 and self.n_features <= _GRAM_MAX_FEATURES):
+                self._groups.append(_GramGroup.build(tasks, Xr, Y, weights))
+            else:
+                self._groups.append(_RowGroup(tasks, Xr, Y, np.tile(weights, (len(r), 1)),
+                                              [losses[t] for t in members]))
+        if masked:
+            Y = np.zeros((n_samples, len(masked)))
+            weights = np.zeros((n_samples, len(masked)))
+            for j, t in enumerate(masked):
+                Y[rows[t], j] = targets[t]
+                weights[rows[t], j] = 1.0 / len(rows[t])
+            self._groups.append(_RowGroup(np.asarray(masked, dtype=np.intp), X, Y, weights,
+                                          [losses[t] for t in masked]))
+
+    def loss(self, W: Array, b: Array) -> float:
+        return sum(group.evaluate(W, b, grad=False)[0] for group in self._groups)
+
+    def loss_and_grad(self, W: Array, b: Array) -> tuple[float, Array, Array]:
+        value = 0.0
+        grad_W = np.zeros_like(W)
+        grad_b = np.zeros_like(b)
+        for group in self._groups:
+            v, gW, gb = group.evaluate(W, b, grad=True)
+            value += v
+            grad_W[group.tasks] = gW
+            grad_b[group.tasks] = gb
+        return value, grad_W, grad_b

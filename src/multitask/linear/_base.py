@@ -1,0 +1,263 @@
+"""What every linear formulation shares: data forms, losses, the FISTA fit, prediction and scoring.
+
+A formulation is a subclass that says which parameters are its regularization strengths and builds its
+penalty (:meth:`LinearMTL._penalty`); formulations that alternate with a closed-form step (clustered,
+task relationship) override :meth:`LinearMTL._solve` and still call the same solver for ``W``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+from numpy.typing import NDArray
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import ClassifierTags, RegressorTags, Tags
+from sklearn.utils._available_if import available_if
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from multitask.errors import ConfigError, DataError
+from multitask.linear._backend import ArrayBackend, Backend, Centered
+from multitask.linear._data import encode_binary, resolve_losses, split_targets, task_index
+from multitask.linear._losses import Loss, get_loss
+from multitask.linear._penalties import Penalty
+from multitask.linear._solver import SolverResult, fista
+
+Array = NDArray[np.float64]
+
+
+def _loss_names(loss: object) -> list[str]:
+    if isinstance(loss, str):
+        return [loss]
+    if isinstance(loss, Mapping):
+        return [str(v) for v in loss.values()]
+    if isinstance(loss, Sequence | np.ndarray):
+        return [str(v) for v in loss]
+    return []
+
+
+def _has_classification(estimator: LinearMTL) -> bool:
+    names = _loss_names(estimator.loss)
+    return any(name in ("logistic", "squared_hinge") for name in names)
+
+
+class LinearMTL(BaseEstimator):
+    """Base of the linear multi-task estimators: ``min_{W, b} sum_t L_t(w_t, b_t) + Ω(W)``.
+
+    ``L_t`` is the mean loss of task ``t`` over its labelled rows; subclasses define ``Ω``.
+    """
+
+    #: names of the parameters that set regularization strengths (what cross-validation tunes)
+    regularization_params: ClassVar[tuple[str, ...]] = ()
+    #: a default cross-validation grid over :attr:`regularization_params`
+    param_grid: ClassVar[dict[str, tuple[float, ...]]] = {}
+    #: number of parts W is split into (W = P + Q has two)
+    _n_blocks: ClassVar[int] = 1
+
+    coef_: Array
+    intercept_: Array
+    _coef_parts: Array
+    loss: Any
+    fit_intercept: bool
+    tol: float
+    max_iter: int
+    warm_start: bool
+
+    @classmethod
+    def default_param_grid(cls) -> dict[str, list[float]]:
+        """A copy of :attr:`param_grid` as lists, ready for :class:`~multitask.linear.MultiTaskCV`."""
+        return {name: list(values) for name, values in cls.param_grid.items()}
+
+    # ---- what a formulation provides --------------------------------------------------------------------
+    def _penalty(self, n_tasks: int) -> Penalty:
+        """The penalty on the stack of parts ``(n_blocks, n_tasks, n_features)``."""
+        raise NotImplementedError
+
+    def _solve(self, backend: Backend, coef: Array, intercept: Array) -> SolverResult:
+        return fista(backend, self._penalty(backend.n_tasks), coef, intercept, fit_intercept=self.fit_intercept,
+                     tol=self.tol, max_iter=self.max_iter)
+
+    def _set_parts(self, coef: Array) -> None:
+        """Store the parts of a decomposed W under their names (nothing for a single part)."""
+
+    def _check_params(self) -> None:
+        for name in self.regularization_params:
+            value = getattr(self, name)
+            if not isinstance(value, int | float | np.number) or not value >= 0:
+                raise ConfigError(f"{name}: must be a non-negative number, got {value!r}")
+        if not (isinstance(self.tol, int | float) and self.tol > 0):
+            raise ConfigError(f"tol: must be a positive number, got {self.tol!r}")
+        if not (isinstance(self.max_iter, int | np.integer) and self.max_iter >= 1):
+            raise ConfigError(f"max_iter: must be a positive integer, got {self.max_iter!r}")
+
+    # ---- fit --------------------------------------------------------------------------------------------
+    def fit(self, X: Any, y: Any, tasks: Any = None) -> LinearMTL:
+        """Fit on wide ``y`` (n, T) with NaN for missing labels, or long ``y`` (n,) with ``tasks``, or one task.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+        y : array-like of shape (n_samples, n_tasks) or (n_samples,)
+            Wide targets (NaN = missing label), or one target per row.
+        tasks : array-like of shape (n_samples,), default=None
+            The task of each row when ``y`` is 1-D (long form); None for a single task.
+
+        Returns
+        -------
+        self : the fitted estimator.
+        """
+        self._check_params()
+        X = validate_data(self, X, accept_sparse="csr", dtype=np.float64, reset=True)
+        data = split_targets(y, tasks, X.shape[0])
+        losses = resolve_losses(self.loss, data.labels)
+        targets, classes = encode_binary(data.targets, losses, data.labels)
+        n_tasks, n_features = len(data.labels), X.shape[1]
+        mean = np.asarray(X.mean(axis=0)).ravel() if self.fit_intercept else np.zeros(n_features)
+        backend = Centered(ArrayBackend(X, data.rows, targets, losses), mean)
+        shape = (self._n_blocks, n_tasks, n_features)
+        if self.warm_start and getattr(self, "_coef_parts", np.empty(0)).shape == shape:
+            coef0, intercept0 = self._coef_parts, self.intercept_ + self.coef_ @ mean
+        else:
+            coef0, intercept0 = np.zeros(shape), self._initial_intercept(targets, losses)
+        result = self._solve(backend, coef0, intercept0)
+        result.intercept = result.intercept - result.coef.sum(axis=0) @ mean
+        if not result.converged:
+            warnings.warn(ConvergenceWarning(
+                f"{type(self).__name__} did not converge in max_iter={self.max_iter} iterations "
+                f"(tol={self.tol}); increase max_iter or tol"), stacklevel=2)
+        self._coef_parts = result.coef
+        self.coef_ = result.coef.sum(axis=0)
+        self.intercept_ = result.intercept
+        self.tasks_ = data.labels
+        self.n_tasks_ = n_tasks
+        self.losses_ = [loss.name for loss in losses]
+        self.task_classes_ = classes
+        self.n_iter_ = result.n_iter
+        self.objective_ = np.asarray(result.objective)
+        self._set_parts(result.coef)
+        return self
+
+    def _initial_intercept(self, targets: list[Array], losses: list[Loss]) -> Array:
+        if not self.fit_intercept:
+            return np.zeros(len(targets))
+        start = []
+        for y, loss in zip(targets, losses, strict=True):
+            if loss.name == "logistic":
+                p = np.clip(y.mean(), 1e-3, 1 - 1e-3)
+                start.append(float(np.log(p / (1 - p))))
+            elif loss.name == "squared_hinge":
+                start.append(float(np.clip(2 * y.mean() - 1, -1, 1)))
+            else:
+                start.append(float(y.mean()))
+        return np.asarray(start)
+
+    # ---- predict ----------------------------------------------------------------------------------------
+    def _scores(self, X: Any, tasks: Any) -> tuple[Array, NDArray[np.intp] | None]:
+        check_is_fitted(self)
+        X = validate_data(self, X, accept_sparse="csr", dtype=np.float64, reset=False)
+        if tasks is None:
+            return np.asarray(X @ self.coef_.T) + self.intercept_, None
+        index = task_index(self.tasks_, tasks, X.shape[0])
+        scores = np.empty(X.shape[0])
+        for t in np.unique(index):
+            rows = np.flatnonzero(index == t)
+            scores[rows] = np.asarray(X[rows] @ self.coef_[t]).ravel() + self.intercept_[t]
+        return scores, index
+
+    @staticmethod
+    def _shape(values: Array) -> Array:
+        return values[:, 0] if values.ndim == 2 and values.shape[1] == 1 else values
+
+    @available_if(_has_classification)
+    def decision_function(self, X: Any, tasks: Any = None) -> Array:
+        """Linear scores ``X W^T + b``: (n, T), or (n,) for one task or when ``tasks`` gives each row's task."""
+        return self._shape(self._scores(X, tasks)[0])
+
+    def predict(self, X: Any, tasks: Any = None) -> Array:
+        """Predictions: the score for regression tasks, the predicted class for classification tasks.
+
+        Shape (n, T) without ``tasks`` ((n,) for a single task); with ``tasks``, one value per row for its task.
+        """
+        scores, index = self._scores(X, tasks)
+        if index is None:
+            out = scores.copy()
+            for t, classes in enumerate(self.task_classes_):
+                if classes is not None:
+                    out[:, t] = classes[(scores[:, t] > 0).astype(int)]
+            return self._shape(out)
+        out = scores.copy()
+        for t, classes in enumerate(self.task_classes_):
+            if classes is not None:
+                rows = index == t
+                out[rows] = classes[(scores[rows] > 0).astype(int)]
+        return out
+
+    @available_if(_has_classification)
+    def predict_proba(self, X: Any, tasks: Any = None) -> Array:
+        """Probability of the positive (larger) class for logistic tasks; NaN for other tasks.
+
+        Shape (n, 2) for a single task (like scikit-learn), (n, T) for several, (n,) with ``tasks``.
+        """
+        scores, index = self._scores(X, tasks)
+        proba = np.full(scores.shape, np.nan)
+        logistic = np.array([name == "logistic" for name in self.losses_])
+        if not logistic.any():
+            raise ConfigError("predict_proba: only tasks with loss='logistic' give probabilities")
+        if index is None:
+            proba[:, logistic] = 1.0 / (1.0 + np.exp(-scores[:, logistic]))
+            if self.n_tasks_ == 1:
+                return np.column_stack([1.0 - proba[:, 0], proba[:, 0]])
+            return proba
+        rows = logistic[index]
+        proba[rows] = 1.0 / (1.0 + np.exp(-scores[rows]))
+        return proba
+
+    def score(self, X: Any, y: Any, tasks: Any = None) -> float:
+        """Mean over tasks of R^2 (regression tasks) or accuracy (classification tasks) on the labelled rows."""
+        check_is_fitted(self)
+        n_samples = X.shape[0] if hasattr(X, "shape") else len(X)
+        data = split_targets(y, tasks, n_samples)
+        if data.form == "long":
+            index = task_index(self.tasks_, data.labels, len(data.labels))
+        else:
+            if len(data.labels) != self.n_tasks_:
+                raise DataError(f"y has {len(data.labels)} task columns but the model has {self.n_tasks_} tasks")
+            index = np.arange(self.n_tasks_)
+        if data.form == "long":
+            predictions = self.predict(X, tasks)
+        else:
+            predictions = self.predict(X).reshape(n_samples, -1)
+        per_task = []
+        for t, rows, target in zip(index, data.rows, data.targets, strict=True):
+            pred = predictions[rows] if data.form == "long" else predictions[rows, t]
+            if self.task_classes_[t] is not None:
+                per_task.append(float(np.mean(pred == target)))
+                continue
+            total = float(np.sum((target - target.mean()) ** 2))
+            if total > 0:
+                per_task.append(1.0 - float(np.sum((target - pred) ** 2)) / total)
+        return float(np.mean(per_task)) if per_task else float("nan")
+
+    def __sklearn_tags__(self) -> Tags:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.target_tags.required = True
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        kinds = set()
+        for name in _loss_names(self.loss):
+            try:
+                kinds.add(get_loss(name).kind)
+            except ConfigError:
+                kinds.add("unknown")
+        if kinds == {"regression"}:
+            tags.estimator_type = "regressor"
+            tags.regressor_tags = RegressorTags()
+        elif kinds == {"binary"}:
+            tags.estimator_type = "classifier"
+            tags.classifier_tags = ClassifierTags(multi_class=False)
+        return tags
+
