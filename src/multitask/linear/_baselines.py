@@ -26,7 +26,7 @@ class IndependentLinear(LinearMTL):
         order of :attr:`tasks_`), or ``{task: name}``.
     fit_intercept : bool, default=True
         Fit an unpenalized intercept per task.
-    tol : float, default=1e-4
+    tol : float, default=1e-5
         Relative tolerance of the solver (gradient mapping relative to the initial gradient).
     max_iter : int, default=2000
         Maximum number of solver iterations.
@@ -51,7 +51,7 @@ class IndependentLinear(LinearMTL):
     param_grid: ClassVar[dict[str, tuple[float, ...]]] = {"alpha": _ALPHAS}
 
     def __init__(self, alpha: float = 1e-2, *, loss: Any = "squared", fit_intercept: bool = True,
-                 tol: float = 1e-4, max_iter: int = 2000, warm_start: bool = False) -> None:
+                 tol: float = 1e-5, max_iter: int = 2000, warm_start: bool = False) -> None:
         self.alpha = alpha
         self.loss = loss
         self.fit_intercept = fit_intercept
@@ -74,7 +74,7 @@ class PooledLinear(LinearMTL):
     param_grid: ClassVar[dict[str, tuple[float, ...]]] = {"alpha": _ALPHAS}
 
     def __init__(self, alpha: float = 1e-2, *, loss: Any = "squared", fit_intercept: bool = True,
-                 tol: float = 1e-4, max_iter: int = 2000, warm_start: bool = False) -> None:
+                 tol: float = 1e-5, max_iter: int = 2000, warm_start: bool = False) -> None:
         self.alpha = alpha
         self.loss = loss
         self.fit_intercept = fit_intercept

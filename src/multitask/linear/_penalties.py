@@ -168,3 +168,35 @@ class Blocks:
 
     def prox(self, V: Array, step: float) -> Array:
         return np.stack([part.prox(block, step) for part, block in zip(self.parts, V, strict=True)])
+
+
+@dataclass(frozen=True)
+class SquaredTraceNorm:
+    """Ω(W) = alpha ||W||_F^2 + beta ||W||_*^2, a function of the singular values ``s``: alpha Σs² + beta (Σs)².
+
+    ``beta ||W||_*^2 = min {beta tr(Wᵀ Ω^{-1} W) : Ω ≻ 0, tr Ω = 1}`` (the task-relationship penalty with Ω
+    minimized out). Prox: with ``v`` the singular values of V, the top ``k`` values become
+    ``(v_i - 2 step beta S) / (1 + 2 step alpha)`` with ``S = sum_{i<=k} v_i / (1 + 2 step alpha + 2 step beta k)``,
+    ``k`` the largest for which ``v_k > 2 step beta S``; the others become 0.
+    """
+
+    alpha: float
+    beta: float
+
+    def value(self, W: Array) -> float:
+        s = np.linalg.svd(W, compute_uv=False)
+        return float(self.alpha * np.sum(s * s) + self.beta * s.sum() ** 2)
+
+    def prox(self, W: Array, step: float) -> Array:
+        U, v, Vt = np.linalg.svd(W, full_matrices=False)
+        if v.size == 0:
+            return W.copy()
+        k = np.arange(1, len(v) + 1)
+        totals = np.cumsum(v) / (1.0 + 2.0 * step * self.alpha + 2.0 * step * self.beta * k)
+        active = v > 2.0 * step * self.beta * totals  # holds on a prefix of the decreasing v
+        n_active = int(np.count_nonzero(active))
+        if n_active == 0:
+            return np.zeros_like(W)
+        S = totals[n_active - 1]
+        s = np.maximum(v[:n_active] - 2.0 * step * self.beta * S, 0.0) / (1.0 + 2.0 * step * self.alpha)
+        return (U[:, :n_active] * s) @ Vt[:n_active]

@@ -12,7 +12,8 @@ the unpenalized intercept (Beck & Teboulle, 2009):
 ``L`` is found by backtracking (doubled until the quadratic upper bound holds, relaxed by 10% each step);
 momentum is reset when the objective goes up (adaptive restart, O'Donoghue & Candès, 2015), so the
 objective never increases. It stops when the gradient mapping ``L ||x_{k+1} - y_k||`` falls below ``tol``
-times the norm of the loss gradient at ``W = 0`` (its first value when that is zero).
+times the norm of the loss gradient at ``W = 0`` (its first value when that is zero), or when the objective
+has not moved beyond round-off for 20 iterations.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from multitask.linear._penalties import Penalty
 
 Array = NDArray[np.float64]
 logger = logging.getLogger(__name__)
+#: accepted iterations over which an objective change below round-off counts as converged
+_STALL = 20
 
 
 @dataclass
@@ -57,7 +60,7 @@ def _initial_lipschitz(backend: Backend, V: Array, b: Array, gV: Array, gb: Arra
 
 
 def fista(backend: Backend, penalty: Penalty, coef: Array, intercept: Array, *, fit_intercept: bool = True,
-          tol: float = 1e-4, max_iter: int = 1000) -> SolverResult:
+          tol: float = 1e-5, max_iter: int = 1000) -> SolverResult:
     """Minimize ``backend(sum(coef), intercept) + penalty(coef)`` from the given starting point."""
     x_V = penalty.prox(np.asarray(coef, dtype=float), 0.0) if coef.size else coef
     x_b = np.asarray(intercept, dtype=float).copy()
@@ -89,7 +92,7 @@ def fista(backend: Backend, penalty: Penalty, coef: Array, intercept: Array, *, 
         mapping = L * math.sqrt(sq)
         scale = scale or mapping
         F_z = f_z + penalty.value(z_V)
-        if F_z > F_x and t > 1.0:  # momentum overshot: restart from x with a plain proximal step
+        if F_z > F_x + 1e-12 * abs(F_x) and t > 1.0:  # momentum overshot: restart from x with a plain step
             y_V, y_b, t = x_V, x_b, 1.0
             f_y, gW, g_b = backend.loss_and_grad(y_V.sum(axis=0), y_b)
             g_V = np.broadcast_to(gW, y_V.shape)
@@ -101,7 +104,8 @@ def fista(backend: Backend, penalty: Penalty, coef: Array, intercept: Array, *, 
         y_V, y_b = z_V + momentum * (z_V - x_V), z_b + momentum * (z_b - x_b)
         x_V, x_b, F_x, t = z_V, z_b, F_z, t_next
         history.append(F_x)
-        if mapping <= tol * scale:
+        stalled = len(history) > _STALL and history[-_STALL - 1] - F_x <= 1e-14 * abs(F_x)
+        if mapping <= tol * scale or stalled:  # stalled: no progress left in floating point
             converged = True
             break
         f_y, gW, g_b = backend.loss_and_grad(y_V.sum(axis=0), y_b)
