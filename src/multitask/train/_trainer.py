@@ -11,11 +11,13 @@ summation order.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,8 +80,6 @@ def fit(
     continues from ``checkpoint.pt`` to the same result as an uninterrupted run.
     """
     ddp = setup_distributed()
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
     _check_inputs(model, tasks, train, valid)
     balancer = balancer if balancer is not None else StaticWeights.from_tasks(tasks)
     if isinstance(balancer, GradientBalancer) and ddp.enabled:
@@ -136,7 +136,7 @@ def fit(
     steps = steps_per_epoch(train, config.batch_size)
     progress = _progress_bar(config.progress and ddp.is_main and sys.stderr.isatty())
     stopped_early = False
-    with progress or _nothing():
+    with _torch_threads(config.threads), progress or _nothing():
         for epoch in range(start_epoch, config.epochs):
             if config.patience is not None and bad_epochs >= config.patience:
                 stopped_early = True
@@ -388,6 +388,18 @@ def _progress_bar(enabled: bool) -> Any:
         console=Console(stderr=True),
         transient=True,
     )
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """Use ``threads`` torch CPU threads inside the block (the previous number after it)."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class _nothing:

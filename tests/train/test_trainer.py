@@ -1,0 +1,253 @@
+"""The training loop: it learns, masks missing labels, stops early, logs, and takes other balancers."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from multitask import Task
+from multitask.data.arrays import Arrays
+from multitask.errors import ConfigError, DataError
+from multitask.nn import HardSharing, InputSpec
+from multitask.train import FitResult, StaticWeights, TrainConfig, fit, masked_loss_sum, validation_losses
+
+TASKS = [Task("r", "regression"), Task("b", "binary", weight=0.5)]
+
+
+def _problem(n: int = 800, seed: int = 0, flip_valid: bool = False) -> tuple[Arrays, Arrays]:
+    """y_r = x·w (standardized), y_b = [x0 + x1 > 0]; 30% of labels missing; last 20% for validation."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 6)).astype(np.float32)
+    r = x @ rng.normal(size=6)
+    r = ((r - r.mean()) / r.std()).astype(np.float32)
+    b = (x[:, 0] + x[:, 1] > 0).astype(np.float32)
+    masks = {"r": rng.random(n) < 0.7, "b": rng.random(n) < 0.7}
+    targets = {
+        "r": np.where(masks["r"], r, 0).astype(np.float32),
+        "b": np.where(masks["b"], b, 0).astype(np.float32),
+    }
+    data = Arrays({"s": x}, targets, masks, {"r": "s", "b": "s"})
+    cut = int(0.8 * n)
+    train, valid = data.subset({"s": np.arange(cut)}), data.subset({"s": np.arange(cut, n)})
+    if flip_valid:  # validation labels that training makes worse
+        valid.targets["r"] = -valid.targets["r"]
+        valid.targets["b"] = np.where(valid.masks["b"], 1 - valid.targets["b"], 0).astype(np.float32)
+    return train, valid
+
+
+def _model(tasks: list[Task] = TASKS, **kwargs: object) -> HardSharing:
+    torch.manual_seed(0)
+    return HardSharing(
+        {"s": InputSpec(dim=6)}, tasks, {t.name: "s" for t in tasks}, hidden=(32, 16), **kwargs
+    )  # type: ignore[arg-type]
+
+
+def _config(**kwargs: object) -> TrainConfig:
+    options: dict[str, object] = {
+        "epochs": 15,
+        "batch_size": 32,
+        "lr": 3e-3,
+        "progress": False,
+        "patience": None,
+    }
+    options["threads"] = 1  # tiny models: more threads only contend with the other test worker
+    options.update(kwargs)
+    return TrainConfig(**options)
+
+
+def test_training_learns_the_tasks(tmp_path: Path) -> None:
+    train, valid = _problem()
+    result = fit(_model(), TASKS, train, valid, _config(), run_dir=tmp_path)
+    first, last = result.history[0], result.history[-1]
+    assert last["train"]["r"] < 0.2 * first["train"]["r"]
+    assert last["valid"]["r"] < 0.05  # of a unit-variance target
+    assert last["valid"]["b"] < 0.35  # log 2 = 0.69 is chance
+    assert result.best_epoch == 1 + int(np.argmin([h["valid_total"] for h in result.history]))
+    assert not result.stopped_early
+    # the weighted total the early stopping uses
+    assert math.isclose(last["valid_total"], last["valid"]["r"] + 0.5 * last["valid"]["b"])
+    # the returned model holds the best epoch's weights
+    best = result.history[result.best_epoch - 1]["valid"]
+    again = validation_losses(result.model, TASKS, valid)
+    assert again == pytest.approx(best, rel=1e-5)
+    # one JSON line per epoch
+    lines = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == list(range(1, 16))
+    assert set(lines[0]) == {"epoch", "train", "valid", "valid_total", "lr", "seconds"}
+    assert lines[3]["train"] == pytest.approx(result.history[3]["train"])
+
+
+def test_early_stopping_restores_the_best_epoch() -> None:
+    train, valid = _problem(flip_valid=True)
+    result = fit(_model(), TASKS, train, valid, _config(epochs=30, patience=2))
+    totals = [h["valid_total"] for h in result.history]
+    assert result.stopped_early
+    assert len(result.history) == result.best_epoch + 2 < 30
+    assert result.best_epoch == 1 + int(np.argmin(totals))
+    assert validation_losses(result.model, TASKS, valid) == pytest.approx(
+        result.history[result.best_epoch - 1]["valid"], rel=1e-5
+    )
+
+
+def test_without_validation_the_last_epoch_is_kept() -> None:
+    train, _ = _problem(n=200)
+    result = fit(_model(), TASKS, train, None, _config(epochs=3, patience=1))
+    assert result.best_epoch == 3 and not result.stopped_early
+    assert all(h["valid"] == {} and h["valid_total"] is None for h in result.history)
+
+
+def test_same_seed_same_run_and_dropout_is_seeded() -> None:
+    train, valid = _problem(n=300)
+    a = fit(_model(dropout=0.3), TASKS, train, valid, _config(epochs=2, seed=5))
+    b = fit(_model(dropout=0.3), TASKS, train, valid, _config(epochs=2, seed=5))
+    c = fit(_model(dropout=0.3), TASKS, train, valid, _config(epochs=2, seed=6))
+    sa, sb, sc = a.model.state_dict(), b.model.state_dict(), c.model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+
+
+@pytest.mark.parametrize("sampling", ["proportional", "uniform", "temperature", "round-robin"])
+def test_every_sampler_trains(sampling: str) -> None:
+    train, valid = _problem(n=400)
+    result = fit(_model(), TASKS, train, valid, _config(epochs=4, sampling=sampling, schedule="cosine"))
+    assert result.history[-1]["valid"]["r"] < result.history[0]["valid"]["r"]
+
+
+def test_per_task_sources_with_images_and_empty_batches() -> None:
+    """Round-robin batches hold one source only: the other sources have 0 rows at every step."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 3)).astype(np.float32)
+    img = rng.normal(size=(40, 1, 8, 8)).astype(np.float32)
+    label = (img[:, 0, :4].mean(axis=(1, 2)) > img[:, 0, 4:].mean(axis=(1, 2))).astype(np.int64)
+    data = Arrays(
+        {"t": x, "i": img},
+        {"a": x[:, 0].copy(), "c": label},
+        {"a": np.ones(60, dtype=bool), "c": np.ones(40, dtype=bool)},
+        {"a": "t", "c": "i"},
+    )
+    tasks = [Task("a", "regression"), Task("c", "multiclass")]
+    torch.manual_seed(0)
+    model = HardSharing(
+        {"t": InputSpec(dim=3), "i": InputSpec(image_shape=(1, 8, 8))},
+        tasks,
+        data.task_source,
+        {"c": 2},
+        hidden=(16,),
+    )
+    result = fit(model, tasks, data, data, _config(epochs=5, batch_size=10, sampling="round-robin"))
+    assert all(math.isfinite(v) for h in result.history for v in h["train"].values())
+    assert result.history[-1]["valid"]["a"] < result.history[0]["valid"]["a"]
+
+
+def test_a_task_without_labels_in_training_contributes_nothing() -> None:
+    train, valid = _problem(n=300)
+    tasks = [*TASKS, Task("none", "regression")]
+    train.targets["none"], train.masks["none"] = np.zeros(240, np.float32), np.zeros(240, bool)
+    valid.targets["none"], valid.masks["none"] = np.zeros(60, np.float32), np.zeros(60, bool)
+    train.task_source["none"] = valid.task_source["none"] = "s"
+    model = _model(tasks)
+    head = {k: v.clone() for k, v in model.task_heads["none"].state_dict().items()}
+    result = fit(model, tasks, train, valid, _config(epochs=2, optimizer="sgd", lr=0.05))
+    assert result.history[-1]["train"]["none"] is None and result.history[-1]["valid"]["none"] is None
+    for k, v in result.model.task_heads["none"].state_dict().items():  # zero gradient, plain sgd: unchanged
+        assert torch.equal(v, head[k])
+
+
+@pytest.mark.parametrize("kind", ["regression", "binary", "multiclass", "multilabel"])
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 12))
+def test_a_masked_target_changes_neither_loss_nor_gradient(kind: str, seed: int, n: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    task = Task("t", kind)
+    shape = (n, 3) if kind in ("multiclass", "multilabel") else (n,)
+    output = torch.randn(shape, generator=g, requires_grad=True)
+    mask = torch.rand(n, generator=g) < 0.5
+
+    def target() -> torch.Tensor:
+        if kind == "multiclass":
+            return torch.randint(0, 3, (n,), generator=g)
+        if kind == "regression":
+            return 100 * torch.randn(n, generator=g)
+        return torch.randint(0, 2, shape, generator=g).float()
+
+    t1, t2 = target(), target()
+    t2[mask] = t1[mask]  # the two targets differ only on masked-out rows
+    l1 = masked_loss_sum(task, output, t1, mask)
+    (g1,) = torch.autograd.grad(l1, output)
+    l2 = masked_loss_sum(task, output, t2, mask)
+    (g2,) = torch.autograd.grad(l2, output)
+    assert torch.equal(l1, l2) and torch.equal(g1, g2)
+    assert torch.count_nonzero(g1[~mask]) == 0
+
+
+class _SumOfGradients:
+    """Σ_t w_t ∇L_t written by the trainer as a combined gradient: must match StaticWeights."""
+
+    def __init__(self, weights: list[float]) -> None:
+        self.weights = torch.tensor(weights)
+
+    def combine_gradients(self, jacobian: torch.Tensor, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        assert jacobian.shape[0] == len(losses)
+        return self.weights @ jacobian
+
+
+def test_a_gradient_balancer_plugs_in() -> None:
+    train, valid = _problem(n=300)
+    a = fit(_model(), TASKS, train, valid, _config(epochs=2))
+    b = fit(_model(), TASKS, train, valid, _config(epochs=2), balancer=_SumOfGradients([1.0, 0.5]))
+    c = fit(_model(), TASKS, train, valid, _config(epochs=2), balancer=_SumOfGradients([1.0, 0.0]))
+    for k, v in a.model.state_dict().items():
+        torch.testing.assert_close(b.model.state_dict()[k], v, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(c.model.trunk[0][0].weight, a.model.trunk[0][0].weight)  # type: ignore[index]
+
+
+class _LearnedWeights(nn.Module):
+    """Uncertainty-style weights: L = Σ_t exp(-s_t) L_t + s_t, with learnable s_t."""
+
+    def __init__(self, tasks: list[str]) -> None:
+        super().__init__()
+        self.tasks = tasks
+        self.log_var = nn.Parameter(torch.zeros(len(tasks)))
+
+    def combine(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        stacked = torch.stack([losses[t] for t in self.tasks])
+        return (torch.exp(-self.log_var) * stacked + self.log_var).sum()
+
+
+def test_learnable_balancer_weights_are_trained_and_checkpointed(tmp_path: Path) -> None:
+    train, valid = _problem(n=300)
+    balancer = _LearnedWeights(["r", "b"])
+    fit(_model(), TASKS, train, valid, _config(epochs=3), run_dir=tmp_path, balancer=balancer)
+    assert not torch.equal(balancer.log_var.detach(), torch.zeros(2))
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    torch.testing.assert_close(saved["balancer"]["log_var"], balancer.log_var.detach())
+
+
+def test_static_weights_combine() -> None:
+    losses = {"a": torch.tensor(2.0), "b": torch.tensor(3.0)}
+    assert float(StaticWeights({"a": 1.0, "b": 0.5}).combine(losses)) == 3.5
+
+
+def test_mismatched_tasks_are_named() -> None:
+    train, valid = _problem(n=100)
+    extra = [*TASKS, Task("x", "regression")]
+    with pytest.raises(DataError, match="task 'x': no targets in the training data"):
+        fit(_model(), extra, train, valid, _config(epochs=1))
+    for data in (train, valid):
+        data.targets["x"], data.masks["x"], data.task_source["x"] = data.targets["r"], data.masks["r"], "s"
+    with pytest.raises(ConfigError, match="task 'x': the model has no head"):
+        fit(_model(), extra, train, valid, _config(epochs=1))
+
+
+def test_fit_returns_a_fit_result() -> None:
+    train, _ = _problem(n=100)
+    result = fit(_model(), TASKS, train, None, _config(epochs=1))
+    assert isinstance(result, FitResult) and not result.model.training
