@@ -7,6 +7,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+
+# Small models train many times faster on one intra-op thread here (see docs/benchmarks.md), and the suite
+# runs on two workers: one thread each.
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
