@@ -263,7 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args, console)
     except MultitaskError as e:
-        print(f"multitask: error: {e}", file=sys.stderr)
+        message = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
+        print(f"multitask: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("multitask: interrupted", file=sys.stderr)

@@ -9,6 +9,9 @@ Targets: regression targets are standardized (predictions are mapped back to the
 targets are mapped to 0/1 (0/1 and False/True as given, otherwise the two values in sorted order, the
 second being the positive class); multiclass targets to class indices in sorted order; multilabel targets
 are ``|``-separated label sets. An empty target cell is a missing label.
+
+Rows in error messages are the frame's index labels: for a file read by :func:`~multitask.data.reading.read_table`,
+the 0-based data row (the header not counted).
 """
 
 from __future__ import annotations
@@ -96,8 +99,9 @@ def _numeric(values: pd.Series, where: str, column: str) -> np.ndarray:
     x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
     bad_rows = ~np.isfinite(x)
     if bad_rows.any():
-        row = int(np.flatnonzero(bad_rows)[0])
-        what = "NaN (empty)" if np.isnan(x[row]) else "inf"
+        pos = int(np.flatnonzero(bad_rows)[0])
+        row = values.index[pos]
+        what = "NaN (empty)" if np.isnan(x[pos]) else "inf"
         raise DataError(
             f"{where}: feature column {column!r} has {what} at row {row}; impute or drop it (features are never imputed)"
         )
@@ -210,7 +214,9 @@ class Preprocessor:
             for r in np.flatnonzero(mask):
                 for label in _split_labels(values.iloc[r]):
                     if label not in index:
-                        raise DataError(f"{where}: task {task!r}: label {label!r} at row {r} was not seen in training")
+                        raise DataError(
+                            f"{where}: task {task!r}: label {label!r} at row {values.index[r]} was not seen in training"
+                        )
                     y2[r, index[label]] = 1.0
             return y2, mask
         index = {c: i for i, c in enumerate(codec.classes)}
@@ -218,7 +224,7 @@ class Preprocessor:
         unknown = [k for k in keys if k not in index]
         if unknown:
             rows = np.flatnonzero(mask)
-            r = rows[keys.index(unknown[0])]
+            r = values.index[rows[keys.index(unknown[0])]]
             if codec.kind == "binary":
                 raise DataError(
                     f"{where}: task {task!r} (binary): column {column!r} has value {unknown[0]!r} at row {r}; "

@@ -36,7 +36,8 @@ def split_spec(spec: DataSpec, fraction: float, seed: int) -> tuple[DataSpec, Da
             else:
                 k = 0
             valid[rng.permutation(rows)[:k]] = True
-        train_frames[name] = src.frame.iloc[np.flatnonzero(~valid)].reset_index(drop=True)
-        valid_frames[name] = src.frame.iloc[np.flatnonzero(valid)].reset_index(drop=True)
+        # the original index stays, so that errors name the row of the user's file
+        train_frames[name] = src.frame.iloc[np.flatnonzero(~valid)]
+        valid_frames[name] = src.frame.iloc[np.flatnonzero(valid)]
     paths = {n: s.path for n, s in spec.sources.items()}
     return spec.with_frames(train_frames, paths), spec.with_frames(valid_frames, paths)

@@ -78,8 +78,9 @@ def _load(path: Path, expected_format: str) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling, zip and tensor errors all mean "not a readable file of ours"
+        reason = type(e).__name__  # torch's own message is long and advises an unsafe load
         raise CheckpointError(
-            f"{path}: cannot be read as a {expected_format} file (corrupted or foreign): {e}"
+            f"{path}: cannot be read as a {expected_format} file (corrupted or foreign: {reason})"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != expected_format:
         raise CheckpointError(f"{path}: not a {expected_format} file (no '{expected_format}' format marker)")
