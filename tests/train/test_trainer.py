@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -251,3 +252,13 @@ def test_fit_returns_a_fit_result() -> None:
     train, _ = _problem(n=100)
     result = fit(_model(), TASKS, train, None, _config(epochs=1))
     assert isinstance(result, FitResult) and not result.model.training
+
+
+def test_progress_bar_on_a_terminal(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    train, _ = _problem(n=100)
+    fit(_model(), TASKS, train, None, _config(epochs=2, progress=True))
+    err = capsys.readouterr().err
+    assert "epoch 1/2" in err and "epoch 2/2" in err  # rich renders the bars (losses show on refresh)

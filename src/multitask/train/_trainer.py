@@ -17,7 +17,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,6 +100,7 @@ def fit(
         balancer.to(ddp.device)
         params += list(balancer.parameters())
     optimizer = make_optimizer(config, params)
+    write_gradient = _gradient_writer(balancer, model, weights)
     scheduler = SCHEDULES.get(config.schedule)(optimizer, config.epochs)
 
     # ---- state, fresh or from the last checkpoint -------------------------------------------------------------
@@ -163,7 +164,7 @@ def fit(
                 }
                 losses, values = _global_losses(local, ddp)
                 optimizer.zero_grad(set_to_none=True)
-                _backward(balancer, losses, model, weights)
+                write_gradient(losses)
                 optimizer.step()
 
                 n = torch.tensor([count[t.name] for t in tasks], dtype=torch.float64)
@@ -255,34 +256,38 @@ def _global_losses(
     return losses, values
 
 
-def _backward(
-    balancer: Balancer | GradientBalancer,
-    losses: dict[str, torch.Tensor],
-    model: nn.Module,
-    weights: dict[str, float],
-) -> None:
-    """Write the step's gradient to ``.grad``: backpropagate the balancer's scalar, or its shared direction."""
+def _gradient_writer(
+    balancer: Balancer | GradientBalancer, model: nn.Module, weights: dict[str, float]
+) -> Callable[[dict[str, torch.Tensor]], None]:
+    """What writes a step's gradient to ``.grad``: backpropagate the balancer's scalar, or its direction."""
     if not isinstance(balancer, GradientBalancer):
-        balancer.combine(losses).backward()
-        return
-    shared: list[nn.Parameter] = model.shared_parameters()  # type: ignore[operator]
-    rows = []
-    for loss in losses.values():
-        grads = torch.autograd.grad(loss, shared, retain_graph=True, allow_unused=True)
-        rows.append(
-            torch.cat(
-                [
-                    (g if g is not None else torch.zeros_like(p)).reshape(-1)
-                    for g, p in zip(grads, shared, strict=True)
-                ]
-            )
+        return lambda losses: balancer.combine(losses).backward()
+    shared_parameters = getattr(model, "shared_parameters", None)
+    if shared_parameters is None:
+        raise ConfigError(
+            f"a gradient balancer needs a model with shared_parameters(); {type(model).__name__} has none"
         )
-    direction = balancer.combine_gradients(torch.stack(rows), losses)
-    torch.stack([weights[t] * loss for t, loss in losses.items()]).sum().backward()  # the heads' gradients
-    offset = 0
-    for p in shared:
-        p.grad = direction[offset : offset + p.numel()].view_as(p).clone()
-        offset += p.numel()
+    shared: list[nn.Parameter] = list(shared_parameters())
+
+    def write(losses: dict[str, torch.Tensor]) -> None:
+        rows = []
+        for loss in losses.values():
+            grads = torch.autograd.grad(loss, shared, retain_graph=True, allow_unused=True)
+            flat = [
+                (g if g is not None else torch.zeros_like(p)).reshape(-1)
+                for g, p in zip(grads, shared, strict=True)
+            ]
+            rows.append(torch.cat(flat))
+        direction = balancer.combine_gradients(torch.stack(rows), losses)
+        torch.stack(
+            [weights[t] * loss for t, loss in losses.items()]
+        ).sum().backward()  # the heads' gradients
+        offset = 0
+        for p in shared:
+            p.grad = direction[offset : offset + p.numel()].view_as(p).clone()
+            offset += p.numel()
+
+    return write
 
 
 @torch.no_grad()
