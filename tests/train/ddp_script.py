@@ -56,25 +56,44 @@ def make_model() -> HardSharing:
     )
 
 
-def run(out: Path, run_dir: Path | None = None) -> None:
+class UnitGradients:
+    """Sum of the per-task gradients scaled to unit norm: a direction that needs the global Jacobian."""
+
+    def combine_gradients(self, jacobian: torch.Tensor, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        return (jacobian / jacobian.norm(dim=1, keepdim=True).clamp_min(1e-12)).sum(dim=0)
+
+
+def train_once(balancer: UnitGradients | None, run_dir: Path | None) -> dict[str, torch.Tensor]:
     train, valid = make_data()
     model = make_model()
     config = TrainConfig(
-        epochs=3, batch_size=40, lr=3e-3, sampling="temperature", patience=None, threads=1, progress=False
+        epochs=3,
+        batch_size=40,
+        optimizer="sgd",
+        lr=0.05,
+        momentum=0.9,
+        sampling="temperature",
+        patience=None,
+        threads=1,
+        progress=False,
     )
-    result = fit(model, TASKS, train, valid, config, run_dir=run_dir)
+    result = fit(model, TASKS, train, valid, config, run_dir=run_dir, balancer=balancer)
+    losses = validation_losses(result.model, TASKS, valid)
+    return {
+        "state": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
+        "valid": torch.tensor([losses[t.name] for t in TASKS], dtype=torch.float64),
+        "history_valid": torch.tensor(
+            [[h["valid"][t.name] for t in TASKS] for h in result.history], dtype=torch.float64
+        ),
+    }
+
+
+def run(out: Path, run_dir: Path | None = None) -> None:
+    """Train with the default balancer (writing ``run_dir``), then with a gradient balancer; save both."""
+    static = train_once(None, run_dir)
+    gradient = train_once(UnitGradients(), None)
     if is_main_process():
-        losses = validation_losses(result.model, TASKS, valid)
-        torch.save(
-            {
-                "state": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
-                "valid": torch.tensor([losses[t.name] for t in TASKS], dtype=torch.float64),
-                "history_valid": torch.tensor(
-                    [[h["valid"][t.name] for t in TASKS] for h in result.history], dtype=torch.float64
-                ),
-            },
-            out,
-        )
+        torch.save({"static": static, "gradient": gradient}, out)
 
 
 if __name__ == "__main__":

@@ -45,13 +45,19 @@ class Distributed:
     def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
         """The sum over ranks of ``tensor`` (in place; the tensor itself with one process)."""
         if self.enabled:
-            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+            on_device = tensor.to(self.device)  # NCCL reduces CUDA tensors only
+            dist.all_reduce(on_device, op=dist.ReduceOp.SUM)
+            if on_device is not tensor:
+                tensor.copy_(on_device)
         return tensor
 
     def broadcast(self, tensor: torch.Tensor) -> torch.Tensor:
         """Rank 0's ``tensor`` on every rank (in place)."""
         if self.enabled:
-            dist.broadcast(tensor, src=0)
+            on_device = tensor.to(self.device)
+            dist.broadcast(on_device, src=0)
+            if on_device is not tensor:
+                tensor.copy_(on_device)
         return tensor
 
 

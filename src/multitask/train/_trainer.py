@@ -82,8 +82,6 @@ def fit(
     ddp = setup_distributed()
     _check_inputs(model, tasks, train, valid)
     balancer = balancer if balancer is not None else StaticWeights.from_tasks(tasks)
-    if isinstance(balancer, GradientBalancer) and ddp.enabled:
-        raise ConfigError("gradient balancing methods are not supported under torchrun yet; use one process")
     sampler = sampler if sampler is not None else make_sampler(config)
     weights = {t.name: t.weight for t in tasks}
     source_of = train.task_source
@@ -100,7 +98,7 @@ def fit(
         balancer.to(ddp.device)
         params += list(balancer.parameters())
     optimizer = make_optimizer(config, params)
-    write_gradient = _gradient_writer(balancer, model, weights)
+    write_gradient = _gradient_writer(balancer, model, weights, ddp)
     scheduler = SCHEDULES.get(config.schedule)(optimizer, config.epochs)
 
     # ---- state, fresh or from the last checkpoint -------------------------------------------------------------
@@ -257,9 +255,14 @@ def _global_losses(
 
 
 def _gradient_writer(
-    balancer: Balancer | GradientBalancer, model: nn.Module, weights: dict[str, float]
+    balancer: Balancer | GradientBalancer, model: nn.Module, weights: dict[str, float], ddp: Distributed
 ) -> Callable[[dict[str, torch.Tensor]], None]:
-    """What writes a step's gradient to ``.grad``: backpropagate the balancer's scalar, or its direction."""
+    """What writes a step's gradient to ``.grad``: backpropagate the balancer's scalar, or its direction.
+
+    For a gradient balancer under torchrun, each rank's Jacobian (of losses whose gradient is scaled by
+    ``world_size``, see :func:`_global_losses`) is summed over ranks and divided by ``world_size``: every
+    rank then combines the global Jacobian into the same direction.
+    """
     if not isinstance(balancer, GradientBalancer):
         return lambda losses: balancer.combine(losses).backward()
     shared_parameters = getattr(model, "shared_parameters", None)
@@ -278,7 +281,10 @@ def _gradient_writer(
                 for g, p in zip(grads, shared, strict=True)
             ]
             rows.append(torch.cat(flat))
-        direction = balancer.combine_gradients(torch.stack(rows), losses)
+        jacobian = torch.stack(rows)
+        if ddp.enabled:
+            jacobian = ddp.all_reduce_sum(jacobian) / ddp.world_size
+        direction = balancer.combine_gradients(jacobian, losses)
         torch.stack(
             [weights[t] * loss for t, loss in losses.items()]
         ).sum().backward()  # the heads' gradients
