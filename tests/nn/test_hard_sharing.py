@@ -156,3 +156,10 @@ def test_build_model_rejects_unknown_or_incomplete_descriptions() -> None:
         build_model({})
     with pytest.raises(ConfigError, match="incomplete"):
         build_model({"model": "hard-sharing", "inputs": {}})
+
+
+def test_batch_norm_takes_a_one_row_batch_in_training() -> None:
+    model = _model(norm="batch").train()
+    out = model(_inputs(n_tab=1, n_other=1, n_pix=1))
+    assert all(o.shape[0] == 1 and torch.isfinite(o).all() for o in out.values())
+    sum(o.sum() for o in out.values()).backward()  # type: ignore[union-attr]

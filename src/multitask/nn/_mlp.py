@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Sequence
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 from multitask.errors import ConfigError
@@ -30,13 +32,28 @@ def check_norm(name: str) -> None:
         raise ConfigError(f"unknown norm {name!r}; choose one of: {', '.join(NORMS)}")
 
 
+class BatchNorm(nn.BatchNorm1d):
+    """``BatchNorm1d`` that also takes a one-row batch in training (normalized with the running statistics).
+
+    A batch can hold a single row of some source (the last batch of an epoch, a shard under torchrun);
+    plain batch norm cannot compute a variance from it and raises.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] == 1:
+            return F.batch_norm(
+                x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
+            )
+        return super().forward(x)
+
+
 def norm_layer(name: str, dim: int) -> nn.Module:
     """The normalization layer called ``name`` over ``dim`` features (identity for ``"none"``)."""
     check_norm(name)
     if name == "layer":
         return nn.LayerNorm(dim)
     if name == "batch":
-        return nn.BatchNorm1d(dim)
+        return BatchNorm(dim)
     return nn.Identity()
 
 
