@@ -33,7 +33,7 @@ def test_train_wide_with_baseline_writes_the_run(wide_csv: Path, tmp_path: Path)
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["tasks"]) == {"y1", "y2", "cls"}
-    assert set(metrics["tasks"]["y1"]) == {"rmse", "mae", "r2"}
+    assert set(metrics["tasks"]["y1"]) == {"rmse", "mae", "r2", "explained_variance"}
     assert set(metrics["tasks"]["y2"]) == {"auc", "accuracy", "f1", "recall"}
     assert set(metrics["tasks"]["cls"]) == {"accuracy", "macro_f1"}
     assert set(metrics["baseline"]) == {"y1", "y2", "cls"}

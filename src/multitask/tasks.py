@@ -34,7 +34,7 @@ KIND_LOSSES: dict[str, tuple[str, ...]] = {
 }
 #: metrics reported for each kind; the first is the default deciding metric
 KIND_METRICS: dict[str, tuple[str, ...]] = {
-    "regression": ("rmse", "mae", "r2"),
+    "regression": ("rmse", "mae", "r2", "explained_variance"),
     "binary": ("auc", "accuracy", "f1", "recall"),
     "multiclass": ("accuracy", "macro_f1"),
     "multilabel": ("micro_f1", "macro_f1"),
