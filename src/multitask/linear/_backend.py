@@ -91,6 +91,59 @@ class _GramGroup:
         return value, G[:, :-1], G[:, -1]
 
 
+@dataclass
+class _BatchedGram:
+    """Squared-loss tasks each on its own rows, with one Gram matrix per task: ``G_t = A_tᵀA_t`` stacked."""
+
+    tasks: NDArray[np.intp]
+    gram: Array  # (m, d + 1, d + 1)
+    cross: Array  # (m, d + 1)
+    yy: Array
+    weights: Array
+
+    def evaluate(self, W: Array, b: Array, grad: bool) -> tuple[float, Array | None, Array | None]:
+        V = np.hstack([W[self.tasks], b[self.tasks, None]])
+        GV = np.matmul(self.gram, V[:, :, None])[:, :, 0]
+        per_task = np.einsum("ij,ij->i", V, GV) - 2.0 * np.einsum("ij,ij->i", V, self.cross) + self.yy
+        value = 0.5 * float(self.weights @ per_task)
+        if not grad:
+            return value, None, None
+        G = self.weights[:, None] * (GV - self.cross)
+        return value, G[:, :-1], G[:, -1]
+
+
+@dataclass
+class _LongGroup:
+    """Tasks each on its own rows, stacked: row ``i`` of ``X`` belongs to task ``owner[i]`` (long form)."""
+
+    tasks: NDArray[np.intp]
+    X: Matrix
+    owner: NDArray[np.intp]  # global task index of each row
+    y: Array
+    weights: Array  # 1 / n_t of the row's task
+    by_loss: list[tuple[Loss, NDArray[np.intp]]]  # rows of each loss
+    indicator: Any  # sparse (m, n_rows): row -> its task's position in ``tasks``
+
+    def evaluate(self, W: Array, b: Array, grad: bool) -> tuple[float, Array | None, Array | None]:
+        Wr = W[self.owner]
+        if sp.issparse(self.X):
+            z = np.asarray(self.X.multiply(Wr).sum(axis=1)).ravel()
+        else:
+            z = np.einsum("ij,ij->i", self.X, Wr)
+        z += b[self.owner]
+        value = 0.0
+        dz = np.empty_like(z)
+        for loss, rows in self.by_loss:
+            value += float(self.weights[rows] @ loss.values(z[rows], self.y[rows]))
+            if grad:
+                dz[rows] = self.weights[rows] * loss.derivative(z[rows], self.y[rows])
+        if not grad:
+            return value, None, None
+        scaled = self.X.multiply(dz[:, None]).tocsr() if sp.issparse(self.X) else self.X * dz[:, None]
+        grad_W = self.indicator @ scaled
+        return value, np.asarray(grad_W.todense() if sp.issparse(grad_W) else grad_W), self.indicator @ dz
+
+
 class Centered:
     """The backend of ``X - 1 meanᵀ`` given the backend of ``X``: ``z = x·w + (b - mean·w)``.
 
@@ -101,6 +154,7 @@ class Centered:
     def __init__(self, backend: Backend, mean: Array) -> None:
         self.backend, self.mean = backend, mean
         self.n_tasks, self.n_features = backend.n_tasks, backend.n_features
+        self.work = float(getattr(backend, "work", float("inf")))
 
     def loss(self, W: Array, b: Array) -> float:
         return self.backend.loss(W, b - W @ self.mean)
@@ -110,13 +164,22 @@ class Centered:
         return value, grad_W - np.outer(grad_b, self.mean), grad_b
 
 
+def _work(group: _RowGroup | _GramGroup | _BatchedGram | _LongGroup, n_features: int) -> float:
+    """Approximate multiply-adds of one evaluation of ``group``."""
+    if isinstance(group, _GramGroup | _BatchedGram):
+        return len(group.tasks) * (n_features + 1) ** 2
+    n_rows = group.X.shape[0]
+    return 2.0 * n_rows * n_features * (len(group.tasks) if isinstance(group, _RowGroup) else 1)
+
+
 class ArrayBackend:
     """In-memory backend over ``X`` (dense or CSR) with, per task, row indices into ``X`` and targets.
 
     Tasks with identical row sets share one product ``X_r W_rᵀ`` (the wide, shared-X case); squared-loss
     groups with more rows than features use a precomputed Gram matrix, so one evaluation costs
     ``O(T d^2)`` instead of ``O(n d T)``. Tasks labelled on at least half of the rows are evaluated on all
-    rows with zero weights where the label is missing, so ``X`` is not copied once per task.
+    rows with zero weights where the label is missing, so ``X`` is not copied once per task. ``work``
+    estimates the multiply-adds of one evaluation.
     """
 
     def __init__(self, X: Matrix, rows: Sequence[NDArray[np.intp]], targets: Sequence[Array],
@@ -130,19 +193,34 @@ class ArrayBackend:
                 masked.append(t)
             else:
                 by_rows.setdefault(np.asarray(r, dtype=np.intp).tobytes(), []).append(t)
-        self._groups: list[_RowGroup | _GramGroup] = []
+        self._groups: list[_RowGroup | _GramGroup | _BatchedGram | _LongGroup] = []
+        batched: list[int] = []  # squared-loss tasks on their own rows, more rows than features
+        stacked: list[int] = []  # other tasks on their own rows
         for members in by_rows.values():
             r = rows[members[0]]
+            gram = (all(losses[t].name == "squared" for t in members)
+                    and len(r) > self.n_features + 1 and self.n_features <= _GRAM_MAX_FEATURES)
+            if len(members) == 1 and len(r) < n_samples:
+                (batched if gram else stacked).append(members[0])
+                continue
             Xr = X if len(r) == n_samples else X[r]
             tasks = np.asarray(members, dtype=np.intp)
             Y = np.column_stack([targets[t] for t in members])
             weights = np.array([1.0 / len(r)] * len(members))
-            if (all(losses[t].name == "squared" for t in members)
-                    and len(r) > self.n_features + 1 and self.n_features <= _GRAM_MAX_FEATURES):
+            if gram:
                 self._groups.append(_GramGroup.build(tasks, Xr, Y, weights))
             else:
                 self._groups.append(_RowGroup(tasks, Xr, Y, np.tile(weights, (len(r), 1)),
                                               [losses[t] for t in members]))
+        if batched:
+            parts = [_GramGroup.build(np.array([t]), X[rows[t]], targets[t][:, None], np.array([1.0 / len(rows[t])]))
+                     for t in batched]
+            self._groups.append(_BatchedGram(np.asarray(batched, dtype=np.intp), np.stack([g.gram for g in parts]),
+                                             np.vstack([g.cross for g in parts]), np.concatenate([g.yy for g in parts]),
+                                             np.concatenate([g.weights for g in parts])))
+        if stacked:
+            self._groups.append(self._stack(X, stacked, rows, targets, losses))
+        self.work = sum(_work(group, self.n_features) for group in self._groups)
         if masked:
             Y = np.zeros((n_samples, len(masked)))
             weights = np.zeros((n_samples, len(masked)))
@@ -151,6 +229,21 @@ class ArrayBackend:
                 weights[rows[t], j] = 1.0 / len(rows[t])
             self._groups.append(_RowGroup(np.asarray(masked, dtype=np.intp), X, Y, weights,
                                           [losses[t] for t in masked]))
+
+    @staticmethod
+    def _stack(X: Matrix, members: list[int], rows: Sequence[NDArray[np.intp]], targets: Sequence[Array],
+               losses: Sequence[Loss]) -> _LongGroup:
+        all_rows = np.concatenate([rows[t] for t in members])
+        owner = np.concatenate([np.full(len(rows[t]), t, dtype=np.intp) for t in members])
+        local = np.concatenate([np.full(len(rows[t]), j, dtype=np.intp) for j, t in enumerate(members)])
+        weights = np.concatenate([np.full(len(rows[t]), 1.0 / len(rows[t])) for t in members])
+        names = np.array([losses[t].name for t in owner]) if len(owner) else np.array([], dtype=str)
+        by_loss = [(loss, np.flatnonzero(names == loss.name)) for loss in {losses[t].name: losses[t]
+                                                                           for t in members}.values()]
+        indicator = sp.csr_array((np.ones(len(owner)), (local, np.arange(len(owner)))),
+                                 shape=(len(members), len(owner)))
+        return _LongGroup(np.asarray(members, dtype=np.intp), X[all_rows], owner,
+                          np.concatenate([targets[t] for t in members]), weights, by_loss, indicator)
 
     def loss(self, W: Array, b: Array) -> float:
         return sum(group.evaluate(W, b, grad=False)[0] for group in self._groups)

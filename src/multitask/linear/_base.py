@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from typing import Any, ClassVar
 
 import numpy as np
@@ -18,6 +19,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import ClassifierTags, RegressorTags, Tags
 from sklearn.utils._available_if import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
+from threadpoolctl import threadpool_limits
 
 from multitask.errors import ConfigError, DataError
 from multitask.linear._backend import ArrayBackend, Backend, Centered
@@ -27,6 +29,8 @@ from multitask.linear._penalties import Penalty
 from multitask.linear._solver import SolverResult, fista
 
 Array = NDArray[np.float64]
+#: below this many multiply-adds per loss evaluation the solver runs BLAS on one thread
+_SMALL_WORK = 2e7
 
 
 def _loss_names(loss: object) -> list[str]:
@@ -122,7 +126,10 @@ class LinearMTL(BaseEstimator):
             coef0, intercept0 = self._coef_parts, self.intercept_ + self.coef_ @ mean
         else:
             coef0, intercept0 = np.zeros(shape), self._initial_intercept(targets, losses)
-        result = self._solve(backend, coef0, intercept0)
+        # small evaluations run faster on one BLAS thread (threads cost more than they save, worse when busy)
+        small = getattr(backend, "work", float("inf")) < _SMALL_WORK
+        with threadpool_limits(limits=1, user_api="blas") if small else nullcontext():
+            result = self._solve(backend, coef0, intercept0)
         result.intercept = result.intercept - result.coef.sum(axis=0) @ mean
         if not result.converged:
             warnings.warn(ConvergenceWarning(

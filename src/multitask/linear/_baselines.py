@@ -28,7 +28,7 @@ class IndependentLinear(LinearMTL):
         Fit an unpenalized intercept per task.
     tol : float, default=1e-5
         Relative tolerance of the solver (gradient mapping relative to the initial gradient).
-    max_iter : int, default=2000
+    max_iter : int, default=5000
         Maximum number of solver iterations.
     warm_start : bool, default=False
         Start from the previous solution when refitting with the same shapes.
@@ -51,7 +51,7 @@ class IndependentLinear(LinearMTL):
     param_grid: ClassVar[dict[str, tuple[float, ...]]] = {"alpha": _ALPHAS}
 
     def __init__(self, alpha: float = 1e-2, *, loss: Any = "squared", fit_intercept: bool = True,
-                 tol: float = 1e-5, max_iter: int = 2000, warm_start: bool = False) -> None:
+                 tol: float = 1e-5, max_iter: int = 5000, warm_start: bool = False) -> None:
         self.alpha = alpha
         self.loss = loss
         self.fit_intercept = fit_intercept
@@ -74,7 +74,7 @@ class PooledLinear(LinearMTL):
     param_grid: ClassVar[dict[str, tuple[float, ...]]] = {"alpha": _ALPHAS}
 
     def __init__(self, alpha: float = 1e-2, *, loss: Any = "squared", fit_intercept: bool = True,
-                 tol: float = 1e-5, max_iter: int = 2000, warm_start: bool = False) -> None:
+                 tol: float = 1e-5, max_iter: int = 5000, warm_start: bool = False) -> None:
         self.alpha = alpha
         self.loss = loss
         self.fit_intercept = fit_intercept

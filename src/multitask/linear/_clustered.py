@@ -81,7 +81,7 @@ class Clustered(LinearMTL):
     param_grid: ClassVar[dict[str, tuple[float, ...]]] = {"alpha": (1e-3, 1e-2, 1e-1, 1.0), "eta": (0.1, 1.0)}
 
     def __init__(self, n_clusters: int = 2, alpha: float = 0.1, eta: float = 0.1, *, loss: Any = "squared",
-                 fit_intercept: bool = True, tol: float = 1e-5, max_iter: int = 2000,
+                 fit_intercept: bool = True, tol: float = 1e-5, max_iter: int = 5000,
                  warm_start: bool = False) -> None:
         self.n_clusters = n_clusters
         self.alpha = alpha

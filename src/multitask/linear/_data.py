@@ -51,7 +51,7 @@ def split_targets(y: object, tasks: object, n_samples: int) -> TaskTargets:
         for j in range(Y.shape[1]):
             r = np.flatnonzero(~np.isnan(Y[:, j]))
             if len(r) == 0:
-                raise DataError(f"task {labels[j]!r} (column {j} of y) has no labelled rows")
+                raise DataError(f"task {labels.tolist()[j]!r} (column {j} of y) has no labelled rows")
             rows.append(r)
             targets.append(Y[r, j])
         return TaskTargets(labels, rows, targets, "wide")
@@ -109,7 +109,7 @@ def encode_binary(targets: list[Array], losses: Sequence[Loss], labels: NDArray[
     """Map each classification task's two classes to 0/1; per task its classes (None for regression)."""
     encoded: list[Array] = []
     classes: list[Array | None] = []
-    for y, loss, label in zip(targets, losses, labels, strict=True):
+    for y, loss, label in zip(targets, losses, labels.tolist(), strict=True):
         if not loss.is_classification:
             encoded.append(y)
             classes.append(None)

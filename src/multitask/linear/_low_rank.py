@@ -36,7 +36,7 @@ class TraceNorm(LinearMTL):
     param_grid: ClassVar[dict[str, tuple[float, ...]]] = {"alpha": _ALPHAS}
 
     def __init__(self, alpha: float = 1e-2, *, loss: Any = "squared", fit_intercept: bool = True,
-                 tol: float = 1e-5, max_iter: int = 2000, warm_start: bool = False) -> None:
+                 tol: float = 1e-5, max_iter: int = 5000, warm_start: bool = False) -> None:
         self.alpha = alpha
         self.loss = loss
         self.fit_intercept = fit_intercept
@@ -79,7 +79,7 @@ class SparseLowRank(LinearMTL):
     _n_blocks: ClassVar[int] = 2
 
     def __init__(self, alpha_sparse: float = 1e-2, alpha_low_rank: float = 1e-2, *, loss: Any = "squared",
-                 fit_intercept: bool = True, tol: float = 1e-5, max_iter: int = 2000,
+                 fit_intercept: bool = True, tol: float = 1e-5, max_iter: int = 5000,
                  warm_start: bool = False) -> None:
         self.alpha_sparse = alpha_sparse
         self.alpha_low_rank = alpha_low_rank
@@ -129,7 +129,7 @@ class Robust(LinearMTL):
     _n_blocks: ClassVar[int] = 2
 
     def __init__(self, alpha_low_rank: float = 1e-2, alpha_outlier: float = 1e-2, *, loss: Any = "squared",
-                 fit_intercept: bool = True, tol: float = 1e-5, max_iter: int = 2000,
+                 fit_intercept: bool = True, tol: float = 1e-5, max_iter: int = 5000,
                  warm_start: bool = False) -> None:
         self.alpha_low_rank = alpha_low_rank
         self.alpha_outlier = alpha_outlier

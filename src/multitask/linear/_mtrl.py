@@ -66,7 +66,7 @@ class TaskRelationship(LinearMTL):
     param_grid: ClassVar[dict[str, tuple[float, ...]]] = {"alpha": (1e-3, 1e-2, 1e-1), "beta": (1e-3, 1e-2, 1e-1)}
 
     def __init__(self, alpha: float = 1e-2, beta: float = 1e-2, *, loss: Any = "squared",
-                 fit_intercept: bool = True, tol: float = 1e-5, max_iter: int = 2000,
+                 fit_intercept: bool = True, tol: float = 1e-5, max_iter: int = 5000,
                  warm_start: bool = False) -> None:
         self.alpha = alpha
         self.beta = beta

@@ -37,7 +37,7 @@ class MeanRegularized(LinearMTL):
     param_grid: ClassVar[dict[str, tuple[float, ...]]] = {"rho": (1e-3, 1e-2, 1e-1, 1.0), "alpha": (1e-4, 1e-2)}
 
     def __init__(self, rho: float = 0.1, alpha: float = 1e-3, *, loss: Any = "squared",
-                 fit_intercept: bool = True, tol: float = 1e-5, max_iter: int = 2000,
+                 fit_intercept: bool = True, tol: float = 1e-5, max_iter: int = 5000,
                  warm_start: bool = False) -> None:
         self.rho = rho
         self.alpha = alpha
@@ -79,7 +79,7 @@ class GraphRegularized(LinearMTL):
     param_grid: ClassVar[dict[str, tuple[float, ...]]] = {"rho": (1e-3, 1e-2, 1e-1, 1.0), "alpha": (1e-4, 1e-2)}
 
     def __init__(self, adjacency: Any = None, rho: float = 0.1, alpha: float = 1e-3, *, loss: Any = "squared",
-                 fit_intercept: bool = True, tol: float = 1e-5, max_iter: int = 2000,
+                 fit_intercept: bool = True, tol: float = 1e-5, max_iter: int = 5000,
                  warm_start: bool = False) -> None:
         self.adjacency = adjacency
         self.rho = rho

@@ -35,7 +35,7 @@ class Lasso(LinearMTL):
     param_grid: ClassVar[dict[str, tuple[float, ...]]] = {"alpha": _ALPHAS}
 
     def __init__(self, alpha: float = 1e-2, *, loss: Any = "squared", fit_intercept: bool = True,
-                 tol: float = 1e-5, max_iter: int = 2000, warm_start: bool = False) -> None:
+                 tol: float = 1e-5, max_iter: int = 5000, warm_start: bool = False) -> None:
         self.alpha = alpha
         self.loss = loss
         self.fit_intercept = fit_intercept
@@ -70,7 +70,7 @@ class L21(LinearMTL):
     param_grid: ClassVar[dict[str, tuple[float, ...]]] = {"alpha": _ALPHAS}
 
     def __init__(self, alpha: float = 1e-2, *, loss: Any = "squared", fit_intercept: bool = True,
-                 tol: float = 1e-5, max_iter: int = 2000, warm_start: bool = False) -> None:
+                 tol: float = 1e-5, max_iter: int = 5000, warm_start: bool = False) -> None:
         self.alpha = alpha
         self.loss = loss
         self.fit_intercept = fit_intercept
@@ -113,7 +113,7 @@ class Dirty(LinearMTL):
     _n_blocks: ClassVar[int] = 2
 
     def __init__(self, alpha_sparse: float = 1e-2, alpha_group: float = 1e-2, *, loss: Any = "squared",
-                 fit_intercept: bool = True, tol: float = 1e-5, max_iter: int = 2000,
+                 fit_intercept: bool = True, tol: float = 1e-5, max_iter: int = 5000,
                  warm_start: bool = False) -> None:
         self.alpha_sparse = alpha_sparse
         self.alpha_group = alpha_group
