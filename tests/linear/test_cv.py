@@ -22,7 +22,7 @@ def long_data(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def test_folds_are_stratified_within_tasks() -> None:
-    X, y, tasks = long_data()
+    _, y, tasks = long_data()
     folds = task_folds(y, tasks, len(y), 3, seed=0)
     test_rows = np.concatenate([test for _, test in folds])
     np.testing.assert_array_equal(np.sort(test_rows), np.arange(len(y)))  # a partition

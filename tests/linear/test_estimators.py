@@ -126,7 +126,7 @@ def test_errors_name_the_parameter(kwargs: dict, fit_args: dict, error: type, ma
 def test_data_errors_name_the_task() -> None:
     X, Y, _ = regression()
     Y[:, 1] = np.nan
-    with pytest.raises(DataError, match="task 1 .column 1 of y. has no labelled rows"):
+    with pytest.raises(DataError, match=r"task 1 \(column 1 of y\) has no labelled rows"):
         L21().fit(X, Y)
     X, Y, _ = regression()
     with pytest.raises(DataError, match="task 0: loss 'logistic' needs exactly two classes"):
