@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from multitask.linear import IndependentLinear, L21, MeanRegularized
+from multitask.linear import L21, IndependentLinear, MeanRegularized
 
 SPLITS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "school" / "splits"
 pytestmark = [
