@@ -152,3 +152,32 @@ def test_demo_without_local_data_uses_generated_data_and_says_so(tmp_path: Path)
     assert "delta_m" in proc.stdout
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert len(metrics["tasks"]) == 6 and "delta_m" in metrics
+
+
+@pytest.mark.parametrize("name", ["l21", "mean-regularized", "trace-norm"])
+def test_linear_models_share_the_data_forms_baselines_and_metrics(long_csv: Path, tmp_path: Path, name: str) -> None:
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(long_csv), "--task-column", "group", "--target", "y",
+                 "--model", f"linear:{name}", "--baseline", "stl", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["tasks"]) == {"g0", "g1", "g2", "g3"} and np.isfinite(metrics["delta_m"])
+    # the data are linear with little noise: a linear model fits them well
+    assert metrics["mean"]["r2"] > 0.8
+    assert (out / "linear.npz").is_file() and (out / "baseline" / "g0" / "linear.npz").is_file()
+    pred = tmp_path / "pred.csv"
+    assert main(["predict", "--run", str(out), "--data", str(long_csv), "--output", str(pred)]) == 0
+    assert pd.read_csv(pred)["prediction"].notna().all()
+
+
+def test_linear_with_cross_validation_and_a_binary_task(wide_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(wide_csv), "--task", "y1:regression", "--task", "y2:binary",
+                 "--features", "x0,x1,x2,x3,x4,color", "--model", "linear:l21", "--cv", "2", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["tasks"]["y2"]["auc"] > 0.9
+
+
+def test_linear_refuses_multiclass_tasks(capsys: pytest.CaptureFixture[str], wide_csv: Path, tmp_path: Path) -> None:
+    assert main(["train", "--data", str(wide_csv), "--task", "cls:multiclass", "--features", "x0",
+                 "--model", "linear:l21", "--out", str(tmp_path / "r")]) == 2
+    assert "task 'cls' is multiclass" in capsys.readouterr().err

@@ -86,7 +86,8 @@ def load_data(cfg: RunConfig) -> tuple[DataSpec, DataSpec | None, str]:
             data = loader(**options)
         except TypeError as e:
             raise ConfigError(f"dataset_options for {cfg.dataset!r}: {e}") from None
-        return data.train, data.test, data.description
+        test = _test_spec(data.train, cfg.test_data) if cfg.test_data is not None else data.test
+        return data.train, test, data.description
     if cfg.per_task:
         without = [t.name for t in cfg.tasks if t.data is None]
         if without:
@@ -111,10 +112,14 @@ def load_data(cfg: RunConfig) -> tuple[DataSpec, DataSpec | None, str]:
         if not tasks:
             raise ConfigError("no tasks: give --task NAME:KIND for each target column (or --task-column/--target)")
         spec = declare_wide(frame, tasks, cfg.features, cfg.data)
-    test = None
-    if cfg.test_data is not None:
-        test = spec.with_frames({"data": read_table(cfg.test_data)}, {"data": cfg.test_data})
+    test = _test_spec(spec, cfg.test_data) if cfg.test_data is not None else None
     return spec, test, str(cfg.data)
+
+
+def _test_spec(spec: DataSpec, path: str) -> DataSpec:
+    """The training declaration over a test file (one-table layouts only)."""
+    (source,) = spec.sources
+    return spec.with_frames({source: read_table(path)}, {source: path})
 
 
 # ---- training -----------------------------------------------------------------------------------------------
