@@ -135,7 +135,7 @@ def fit(
     steps = steps_per_epoch(train, config.batch_size)
     progress = _progress_bar(config.progress and ddp.is_main and sys.stderr.isatty())
     stopped_early = False
-    with _torch_threads(config.threads), progress or _nothing():
+    with _torch_threads(config.threads), progress or contextlib.nullcontext():
         for epoch in range(start_epoch, config.epochs):
             if config.patience is not None and bad_epochs >= config.patience:
                 stopped_early = True
@@ -411,11 +411,3 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
