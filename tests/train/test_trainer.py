@@ -262,3 +262,33 @@ def test_progress_bar_on_a_terminal(
     fit(_model(), TASKS, train, None, _config(epochs=2, progress=True))
     err = capsys.readouterr().err
     assert "epoch 1/2" in err and "epoch 2/2" in err  # rich renders the bars (losses show on refresh)
+
+
+def test_one_step_follows_the_documented_loss() -> None:
+    """One full-batch SGD step moves the weights by -lr · ∇ Σ_t w_t · mean over t's labelled rows of loss_t."""
+    train, _ = _problem(n=120)
+    model = _model()
+    expected = _model()
+    batch = train.take({"s": np.arange(train.n_rows("s"))})
+    out = expected(batch.inputs)
+    total = torch.zeros(())
+    for t in TASKS:
+        m = batch.masks[t.name]
+        total = total + t.weight * t.loss_fn(out[t.name][m], batch.targets[t.name][m]).mean()
+    grads = torch.autograd.grad(total, list(expected.parameters()))
+    before = [p.detach().clone() for p in expected.parameters()]
+    result = fit(model, TASKS, train, None, _config(epochs=1, batch_size=10_000, optimizer="sgd", lr=0.1))
+    for p, p0, g in zip(result.model.parameters(), before, grads, strict=True):
+        torch.testing.assert_close(p.detach(), p0 - 0.1 * g, rtol=1e-5, atol=1e-7)
+
+
+def test_masked_targets_never_reach_training() -> None:
+    train, valid = _problem(n=300)
+    garbage = Arrays(dict(train.inputs), dict(train.targets), dict(train.masks), dict(train.task_source))
+    for t in ("r", "b"):
+        garbage.targets[t] = np.where(train.masks[t], train.targets[t], 1e6).astype(np.float32)
+    a = fit(_model(dropout=0.2), TASKS, train, valid, _config(epochs=2))
+    b = fit(_model(dropout=0.2), TASKS, garbage, valid, _config(epochs=2))
+    for k, v in a.model.state_dict().items():
+        assert torch.equal(b.model.state_dict()[k], v), k
+    assert a.history == [{**h, "seconds": a.history[i]["seconds"]} for i, h in enumerate(b.history)]
