@@ -65,8 +65,8 @@ class GroupNorm:
 
     def prox(self, W: Array, step: float) -> Array:
         norms = np.linalg.norm(W, axis=self._axis, keepdims=True)
-        scale = np.maximum(1.0 - step * self.alpha / np.maximum(norms, np.finfo(float).tiny), 0.0)
-        return W * scale
+        kept = np.maximum(norms - step * self.alpha, 0.0)
+        return W * np.divide(kept, norms, out=np.zeros_like(norms), where=kept > 0)
 
 
 def project_l1_ball(V: Array, radius: float) -> Array:
