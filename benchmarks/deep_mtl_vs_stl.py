@@ -108,7 +108,8 @@ def main() -> None:
     result = run_school(a.splits, a.data_dir, a.runs) if a.which == "school" else run_census(a.seeds, a.data_dir, a.runs)
     print(json.dumps(result["summary"], indent=1))
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"deep_{a.which}.json").write_text(json.dumps(result, indent=1))
+    parts = a.splits if a.which == "school" else a.seeds
+    (RESULTS / f"deep_{a.which}_{parts[0]}-{parts[-1]}.json").write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

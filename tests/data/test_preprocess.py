@@ -107,7 +107,7 @@ def test_text_in_regression_target_is_refused() -> None:
 def test_task_without_labels_is_refused() -> None:
     frame = make_wide()
     frame["y1"] = np.nan
-    with pytest.raises(DataError, match="task 'y1' has no labelled rows in wide.csv"):
+    with pytest.raises(DataError, match=r"task 'y1' has no labelled rows in wide\.csv"):
         Preprocessor.fit(wide_spec(frame))
 
 

@@ -139,7 +139,9 @@ class Preprocessor:
             values = _labelled_targets(spec, task.name)
             if len(values) == 0:
                 raise DataError(f"task {task.name!r} has no labelled rows in {_where(spec, spec.task_source[task.name])}")
-            targets[task.name] = _fit_target(task.name, task.kind, values, spec.target_column[task.name])
+            targets[task.name] = _fit_target(
+                task.name, task.kind, values, spec.target_column[task.name], _where(spec, spec.task_source[task.name])
+            )
         return cls(sources, targets)
 
     # ---- applying ------------------------------------------------------------------------------------------
@@ -195,18 +197,7 @@ class Preprocessor:
         n = len(frame)
         if codec.kind == "regression":
             y = np.zeros(n, dtype=np.float32)
-            labelled = values[mask]
-            num = pd.to_numeric(labelled, errors="coerce")
-            if num.isna().any():
-                bad = labelled[num.isna()]
-                raise DataError(
-                    f"{where}: task {task!r} (regression): column {column!r} has non-numeric value "
-                    f"{bad.iloc[0]!r} at row {bad.index[0]}"
-                )
-            x = num.to_numpy(dtype=np.float64)
-            if not np.isfinite(x).all():
-                raise DataError(f"{where}: task {task!r}: column {column!r} has inf values")
-            y[mask] = (x - codec.mean) / codec.std
+            y[mask] = (_regression_values(values[mask], task, column, where) - codec.mean) / codec.std
             return y, mask
         if codec.kind == "multilabel":
             y2 = np.zeros((n, len(codec.classes)), dtype=np.float32)
@@ -275,7 +266,7 @@ class Preprocessor:
             shape = tuple(s["image_shape"]) if s.get("image_shape") else None
             sources[name] = SourceCodec(
                 columns=[ColumnCodec(**c) for c in s["columns"]],
-                image_shape=shape,  # type: ignore[arg-type]
+                image_shape=shape,
                 image_scale=float(s.get("image_scale", 1.0)),
             )
         targets = {name: TargetCodec(**t) for name, t in d["targets"].items()}
@@ -315,39 +306,45 @@ def _split_labels(v: Any) -> list[str]:
     return [s.strip() for s in str(v).split("|") if s.strip()]
 
 
-def _fit_target(task: str, kind: str, values: pd.Series, column: str) -> TargetCodec:
+def _regression_values(labelled: pd.Series, task: str, column: str, where: str) -> np.ndarray:
+    """The labelled target values as finite floats, or an error naming the first bad row."""
+    num = pd.to_numeric(labelled, errors="coerce")
+    if num.isna().any():
+        bad = labelled[num.isna()]
+        raise DataError(
+            f"{where}: task {task!r} (regression): column {column!r} has non-numeric value {bad.iloc[0]!r} "
+            f"at row {bad.index[0]}; a regression target must be numbers"
+        )
+    x = num.to_numpy(dtype=np.float64)
+    if not np.isfinite(x).all():
+        raise DataError(f"{where}: task {task!r} (regression): column {column!r} has inf values")
+    return x
+
+
+def _fit_target(task: str, kind: str, values: pd.Series, column: str, where: str) -> TargetCodec:
     if kind == "regression":
-        num = pd.to_numeric(values, errors="coerce")
-        if num.isna().any():
-            bad = values[num.isna()]
-            raise DataError(
-                f"task {task!r} (regression): column {column!r} has non-numeric value {bad.iloc[0]!r} "
-                f"at row {bad.index[0]}; a regression target must be numbers"
-            )
-        x = num.to_numpy(dtype=np.float64)
-        if not np.isfinite(x).all():
-            raise DataError(f"task {task!r}: target column {column!r} has inf values")
+        x = _regression_values(values, task, column, where)
         std = float(x.std())
         return TargetCodec(kind, mean=float(x.mean()), std=std if std > 0 else 1.0)
     if kind == "multilabel":
         labels = sorted({label for v in values for label in _split_labels(v)})
         if not labels:
-            raise DataError(f"task {task!r} (multilabel): column {column!r} has no labels")
+            raise DataError(f"{where}: task {task!r} (multilabel): column {column!r} has no labels")
         return TargetCodec(kind, classes=labels)
     classes = sorted({_label_key(v) for v in values}, key=_sort_key)
     if kind == "binary":
         if len(classes) > 2:
             raise DataError(
-                f"task {task!r} (binary): column {column!r} has {len(classes)} classes "
+                f"{where}: task {task!r} (binary): column {column!r} has {len(classes)} classes "
                 f"({', '.join(map(repr, classes[:5]))}); a binary task takes two — declare it multiclass"
             )
         if set(classes) <= {0, 1}:
             classes = [0, 1]
         elif len(classes) < 2:
-            raise DataError(f"task {task!r} (binary): column {column!r} has only one class, {classes[0]!r}")
+            raise DataError(f"{where}: task {task!r} (binary): column {column!r} has only one class, {classes[0]!r}")
         return TargetCodec(kind, classes=classes)
     if len(classes) < 2:
-        raise DataError(f"task {task!r} (multiclass): column {column!r} has only one class, {classes[0]!r}")
+        raise DataError(f"{where}: task {task!r} (multiclass): column {column!r} has only one class, {classes[0]!r}")
     return TargetCodec(kind, classes=classes)
 
 

@@ -141,7 +141,7 @@ def from_declaration(
             name,
             frames[name],
             list(s["features"]),
-            tuple(s["image_shape"]) if s.get("image_shape") else None,  # type: ignore[arg-type]
+            tuple(s["image_shape"]) if s.get("image_shape") else None,
             paths.get(name, ""),
         )
         for name, s in d["sources"].items()
