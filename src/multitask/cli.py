@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--temperature", type=float, help="sampling temperature τ: p_t ∝ n_t^(1/τ)")
     o.add_argument("--patience", type=int, help="early stopping after this many epochs without improvement")
     o.add_argument("--seed", type=int)
+    o.add_argument("--threads", type=int, help="torch CPU threads (small models are often fastest with 1)")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
     r = t.add_argument_group("run")
     r.add_argument("--config", help="YAML file with any of these options (flags override it)")
@@ -140,6 +141,7 @@ def _train_overrides(a: argparse.Namespace) -> dict[str, Any]:
             "temperature": a.temperature,
             "patience": a.patience,
             "seed": a.seed,
+            "threads": a.threads,
             "progress": False if a.quiet else None,
         },
     }
