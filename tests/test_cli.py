@@ -181,3 +181,15 @@ def test_linear_refuses_multiclass_tasks(capsys: pytest.CaptureFixture[str], wid
     assert main(["train", "--data", str(wide_csv), "--task", "cls:multiclass", "--features", "x0",
                  "--model", "linear:l21", "--out", str(tmp_path / "r")]) == 2
     assert "task 'cls' is multiclass" in capsys.readouterr().err
+
+
+def test_resume_refuses_changed_options(wide_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    args = ["--data", str(wide_csv), "--task", "y2:binary", "--features", "x0,x1", "--out", str(out)]
+    assert train(*args) == 0
+    first = json.loads((out / "metrics.json").read_text())
+    assert train(*args, "--resume") == 0  # finished: scored again, same result
+    assert json.loads((out / "metrics.json").read_text()) == first
+    capsys.readouterr()
+    assert train(*args, "--resume", "--lr", "0.5") == 2
+    assert "train.lr" in capsys.readouterr().err

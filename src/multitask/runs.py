@@ -140,6 +140,8 @@ def train(cfg: RunConfig, resume: bool = False, data: BuiltinData | None = None)
     tr, va = pre.transform(train_spec), pre.transform(valid_spec)
     te = pre.transform(test) if test is not None else None
     eval_arrays, evaluated_on = (te, "test") if te is not None else (va, "valid")
+    if resume:
+        _check_resumable(out, cfg)
     if is_main_process():
         out.mkdir(parents=True, exist_ok=True)
         _write_text(out / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
@@ -165,6 +167,39 @@ def train(cfg: RunConfig, resume: bool = False, data: BuiltinData | None = None)
     if is_main_process():
         _write_text(out / "metrics.json", json.dumps(result.to_json(), indent=1, allow_nan=True))
     return result
+
+
+#: options that may differ when a run is resumed (they do not change its result)
+_RESUMABLE = {"train.progress", "train.threads"}
+
+
+def _flat(options: dict[str, Any]) -> dict[str, Any]:
+    """``{"train": {"lr": 0.1}}`` → ``{"train.lr": 0.1}`` (one level: the training options)."""
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        if key == "train" and isinstance(value, dict):
+            out.update({f"train.{k}": v for k, v in value.items()})
+        else:
+            out[key] = value
+    return out
+
+
+def _check_resumable(out: Path, cfg: RunConfig) -> None:
+    """``--resume`` continues the run in ``out`` only with the options it was started with."""
+    saved_path = out / "config.yaml"
+    if not saved_path.exists():
+        return
+    try:
+        saved = _flat(yaml.safe_load(saved_path.read_text()) or {})
+    except (yaml.YAMLError, AttributeError) as e:
+        raise CheckpointError(f"{saved_path}: corrupted ({str(e).splitlines()[0]})") from None
+    now = _flat(cfg.model_dump(mode="json"))
+    changed = [k for k in sorted(set(now) | set(saved)) if k not in _RESUMABLE and now.get(k) != saved.get(k)]
+    if changed:
+        raise ConfigError(
+            f"--resume: the run in {out} was started with other options ({', '.join(changed)}); "
+            "resume it with the same options or train into a new --out"
+        )
 
 
 def _fit_deep(
