@@ -22,7 +22,7 @@ import logging
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,6 @@ class RunResult:
     delta_m: float | None = None
     evaluated_on: str = "valid"
     description: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"tasks": self.metrics, "mean": mean_over_tasks(self.metrics), "evaluated_on": self.evaluated_on}
@@ -96,11 +95,9 @@ def load_data(cfg: RunConfig) -> tuple[DataSpec, DataSpec | None, str]:
             t.name: TaskFile(str(t.data), t.target or t.name, tuple(t.features) if t.features else None, t.image_shape)
             for t in cfg.tasks
         }
-        spec = declare_per_task(tasks, files)
-        test = None
         if cfg.test_data is not None:
             raise ConfigError("--test-data takes one file; per-task data sets are validated on --valid-fraction")
-        return spec, test, "per-task data sets"
+        return declare_per_task(tasks, files), None, "per-task data sets"
     if cfg.data is None:
         raise ConfigError("no data: give --data FILE, a built-in --dataset, or per-task files in the config")
     frame = read_table(cfg.data)
@@ -118,7 +115,9 @@ def load_data(cfg: RunConfig) -> tuple[DataSpec, DataSpec | None, str]:
 
 def _test_spec(spec: DataSpec, path: str) -> DataSpec:
     """The training declaration over a test file (one-table layouts only)."""
-    (source,) = spec.sources
+    if len(spec.sources) != 1:
+        raise ConfigError("--test-data takes one file, but these tasks read several data sets")
+    source = next(iter(spec.sources))
     return spec.with_frames({source: read_table(path)}, {source: path})
 
 
