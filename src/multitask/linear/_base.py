@@ -133,8 +133,8 @@ class LinearMTL(BaseEstimator):
         result.intercept = result.intercept - result.coef.sum(axis=0) @ mean
         if not result.converged:
             warnings.warn(ConvergenceWarning(
-                f"{type(self).__name__} did not converge in max_iter={self.max_iter} iterations "
-                f"(tol={self.tol}); increase max_iter or tol"), stacklevel=2)
+                f"{type(self).__name__} did not converge (max_iter={self.max_iter}, tol={self.tol}); "
+                "increase max_iter or tol, or standardize the features"), stacklevel=2)
         self._coef_parts = result.coef
         self.coef_ = result.coef.sum(axis=0)
         self.intercept_ = result.intercept

@@ -27,7 +27,8 @@ class IndependentLinear(LinearMTL):
     fit_intercept : bool, default=True
         Fit an unpenalized intercept per task.
     tol : float, default=1e-5
-        Relative tolerance of the solver (gradient mapping relative to the initial gradient).
+        Solver tolerance: stop when the proximal gradient mapping is below ``tol`` times the loss gradient
+        at ``W = 0``.
     max_iter : int, default=5000
         Maximum number of solver iterations.
     warm_start : bool, default=False
