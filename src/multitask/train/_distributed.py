@@ -99,5 +99,12 @@ def setup_distributed() -> Distributed:
 
 
 def _shutdown() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    """Leave the process group at exit, together: a rank that tears gloo down while its peer still talks to
+    it can abort (``terminate called without an active exception``), so every rank first meets the others."""
+    if not dist.is_initialized():
+        return
+    try:
+        dist.barrier()
+    except RuntimeError as e:  # a peer is already gone (it failed): nothing left to wait for
+        log.warning("process group barrier at exit failed: %s", e)
+    dist.destroy_process_group()
