@@ -169,7 +169,7 @@ def train(cfg: RunConfig, resume: bool = False, data: BuiltinData | None = None)
 
 
 #: options that may differ when a run is resumed (they do not change its result)
-_RESUMABLE = {"train.progress", "train.threads"}
+_RESUMABLE = {"out", "train.progress", "train.threads"}
 
 
 def _flat(options: dict[str, Any]) -> dict[str, Any]:
