@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-# Small models train many times faster on one intra-op thread here (see docs/benchmarks.md), and the suite
-# runs on two workers: one thread each.
+# The suite runs on two workers on two cores: one torch thread each (two threads per worker make small models
+# many times slower on a busy machine; see "Torch threads" in docs/benchmarks.md).
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
