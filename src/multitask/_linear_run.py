@@ -3,7 +3,9 @@
 Regression tasks use the squared loss (on standardized targets), binary tasks the logistic loss; other
 kinds are not linear-model tasks. The fitted model is saved as ``linear.npz`` (coefficients, intercepts and
 losses; loaded without pickle). A task's prediction is ``x·w_t + b_t``, passed through the logistic
-function for classification losses.
+function for classification losses: a probability for the logistic loss; for ``squared_hinge`` (chosen with
+``model_options: {loss: squared_hinge}``) a monotone score in (0, 1), not a calibrated probability, whose
+0.5 threshold is the hinge model's decision.
 """
 
 from __future__ import annotations
