@@ -14,7 +14,6 @@ from multitask.errors import DataError
 from multitask.runs import RunResult, train
 from multitask.train.config import TrainConfig
 
-CENSUS_ROWS = 40_000
 
 
 def run_demo(out: Path) -> tuple[RunResult, str]:
@@ -22,7 +21,7 @@ def run_demo(out: Path) -> tuple[RunResult, str]:
     from multitask.datasets import census_income
 
     try:
-        data = census_income(max_rows=CENSUS_ROWS, download=False)
+        data = census_income(download=False)
     except DataError as e:
         note = (
             "demo data: generated 'synthetic' data set (6 tasks: two groups of related tasks and one unrelated "
@@ -40,12 +39,12 @@ def run_demo(out: Path) -> tuple[RunResult, str]:
         )
         return train(cfg), note
     note = (
-        f"demo data: census-income (UCI KDD, {CENSUS_ROWS:,} random rows of the local copy), tasks income > 50K "
-        "and never married; 20% held out for validation"
+        f"demo data: census-income (UCI KDD, the local copy's {len(data.train.sources['census'].frame):,} rows), "
+        "tasks income > 50K and never married; 20% held out for validation"
     )
     cfg = RunConfig(
         dataset="census-income",
-        dataset_options={"max_rows": CENSUS_ROWS, "download": False},
+        dataset_options={"download": False},
         train=TrainConfig(epochs=4, batch_size=256, lr=1e-3, patience=2, threads=1),
         model_options={"hidden": [128, 64]},
         baseline="stl",
