@@ -7,12 +7,20 @@ an entry's summary is the first line of its object's docstring.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from multitask.errors import ConfigError
+
+
+@functools.cache
+def _resolve(target: str) -> Any:
+    """The object at ``"module:attribute"`` (resolved once: losses are looked up every training step)."""
+    module_name, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)
 
 
 @dataclass(frozen=True)
@@ -23,8 +31,7 @@ class Entry:
     target: str  # "package.module:attribute"
 
     def load(self) -> Any:
-        module_name, _, attribute = self.target.partition(":")
-        return getattr(importlib.import_module(module_name), attribute)
+        return _resolve(self.target)
 
     @property
     def summary(self) -> str:
