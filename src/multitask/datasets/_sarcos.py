@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from multitask.data.spec import BuiltinData, DataSpec, Source
+from multitask.data.spec import BuiltinData, DataSpec
 from multitask.datasets._download import DataFile, fetch, find, github_raw, write_checked
+from multitask.datasets._long import long_spec, read_headerless
 from multitask.errors import ConfigError, DataError
-from multitask.tasks import Task
 
 _REPO = "squall1988/multi-task-gradient-boosting"
 _COMMIT = "4f75588884b587ea3e70639cd08708f6df2c5d76"
@@ -127,23 +127,11 @@ def _mat_to_csv(mat_path: Path) -> dict[str, bytes]:
 
 
 def _read(path: Path) -> pd.DataFrame:
-    try:
-        frame = pd.read_csv(path, header=None, names=_COLUMNS)
-        frame["joint"] = frame["joint"].astype("int64")
-    except (ValueError, pd.errors.ParserError) as e:
-        raise DataError(f"{path}: expected {len(_COLUMNS)} numeric comma-separated columns ({e})") from e
-    return frame
+    return read_headerless(path, _COLUMNS, "joint")
 
 
 def _spec(frame: pd.DataFrame, path: Path) -> DataSpec:
-    tasks = [Task(task_name(j), "regression") for j in range(1, N_JOINTS + 1)]
-    return DataSpec(
-        tasks=tasks,
-        sources={"sarcos": Source("sarcos", frame, list(FEATURES), path=str(path))},
-        task_source={t.name: "sarcos" for t in tasks},
-        target_column={t.name: "torque" for t in tasks},
-        task_rows={task_name(j): ("joint", j) for j in range(1, N_JOINTS + 1)},
-    )
+    return long_spec("sarcos", frame, path, FEATURES, "torque", "joint", range(1, N_JOINTS + 1), task_name)
 
 
 def sarcos(

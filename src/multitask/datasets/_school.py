@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from multitask.data.spec import BuiltinData, DataSpec, Source
+from multitask.data.spec import BuiltinData, DataSpec
 from multitask.datasets._download import DataFile, fetch, github_raw
-from multitask.errors import ConfigError, DataError
-from multitask.tasks import Task
+from multitask.datasets._long import long_spec, read_headerless
+from multitask.errors import ConfigError
 
 _REPO = "squall1988/multi-task-gradient-boosting"
 _COMMIT = "4f75588884b587ea3e70639cd08708f6df2c5d76"
@@ -118,23 +118,11 @@ def task_name(school_id: int) -> str:
 
 
 def _read(path: Path) -> pd.DataFrame:
-    try:
-        frame = pd.read_csv(path, header=None, names=_COLUMNS)
-        frame["school"] = frame["school"].astype("int64")
-    except (ValueError, pd.errors.ParserError) as e:
-        raise DataError(f"{path}: expected {len(_COLUMNS)} numeric comma-separated columns ({e})") from e
-    return frame.drop(columns="bias")
+    return read_headerless(path, _COLUMNS, "school").drop(columns="bias")
 
 
 def _spec(frame: pd.DataFrame, path: Path) -> DataSpec:
-    tasks = [Task(task_name(i), "regression") for i in range(1, N_SCHOOLS + 1)]
-    return DataSpec(
-        tasks=tasks,
-        sources={"school": Source("school", frame, list(FEATURES), path=str(path))},
-        task_source={t.name: "school" for t in tasks},
-        target_column={t.name: "score" for t in tasks},
-        task_rows={task_name(i): ("school", i) for i in range(1, N_SCHOOLS + 1)},
-    )
+    return long_spec("school", frame, path, FEATURES, "score", "school", range(1, N_SCHOOLS + 1), task_name)
 
 
 def school(
