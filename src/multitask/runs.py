@@ -141,6 +141,8 @@ def train(cfg: RunConfig, resume: bool = False, data: BuiltinData | None = None)
     eval_arrays, evaluated_on = (te, "test") if te is not None else (va, "valid")
     if resume:
         _check_resumable(out, cfg)
+        if not (out / "checkpoint.pt").exists():
+            log.warning("--resume: no checkpoint in %s, training from the start", out)
     if is_main_process():
         out.mkdir(parents=True, exist_ok=True)
         _write_text(out / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))

@@ -108,7 +108,7 @@ def fit(
     if resume and run_dir is None:
         raise ConfigError("resume needs the run directory of the run to continue")
     if resume and not (Path(str(run_dir)) / CHECKPOINT_FILE).exists():
-        log.warning("no %s in %s: nothing to resume, training from the start", CHECKPOINT_FILE, run_dir)
+        log.info("no %s in %s: nothing to resume, training from the start", CHECKPOINT_FILE, run_dir)
         resume = False
     if resume:
         assert run_dir is not None
