@@ -30,3 +30,21 @@ def test_unknown_name_lists_the_choices() -> None:
 def test_docs_registry_is_generated_from_the_registry() -> None:
     committed = (REPO / "docs" / "registry.md").read_text()
     assert committed == registry_markdown(), "docs/registry.md is stale: run python -m multitask._docs docs/registry.md"
+
+
+def test_every_option_is_described() -> None:
+    from multitask._docs import option_rows
+
+    for rows in option_rows().values():
+        for name, _, text in rows:
+            assert text, f"option {name!r} has no description"
+
+
+def test_flag_help_comes_from_the_option_descriptions(capsys: pytest.CaptureFixture[str]) -> None:
+    from multitask.cli import main
+    from multitask.train.config import TrainConfig
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert " ".join(str(TrainConfig.model_fields["patience"].description).split()) in help_text

@@ -53,6 +53,15 @@ def _model_names() -> list[str]:
     return [*MODELS.names(), *(f"linear:{n}" for n in LINEAR.names())]
 
 
+def _doc(field: str, train: bool = False) -> str:
+    """A flag's help: the description of its config field (one source for the docs, `list` and `--help`)."""
+    from multitask.config import RunConfig
+    from multitask.train.config import TrainConfig
+
+    model = TrainConfig if train else RunConfig
+    return (model.model_fields[field].description or "").replace("%", "%%")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="multitask", description="Multi-task learning: train, evaluate, predict.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -60,39 +69,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train one model on all tasks (optionally single-task baselines too)")
     d = t.add_argument_group("data")
-    d.add_argument("--data", help="CSV or Parquet file: one column per task (wide), or long form with --task-column")
-    d.add_argument("--test-data", help="evaluate on this file instead of the held-out validation part")
-    d.add_argument("--dataset", help="a built-in data set instead of --data (see `multitask list`)")
-    d.add_argument("--dataset-option", action="append", metavar="KEY=VALUE", help="option of the built-in data set")
-    d.add_argument("--data-dir", help="local folder with the built-in data sets (default: $MULTITASK_DATA, cache)")
+    d.add_argument("--data", help=_doc("data"))
+    d.add_argument("--test-data", help=_doc("test_data"))
+    d.add_argument("--dataset", help=_doc("dataset"))
+    d.add_argument("--dataset-option", action="append", metavar="KEY=VALUE", help=_doc("dataset_options"))
+    d.add_argument("--data-dir", help=_doc("data_dir"))
     d.add_argument("--task", action="append", metavar="NAME:KIND", help=f"a task; KIND is one of {', '.join(KINDS)}")
-    d.add_argument("--task-column", help="long form: the column that names each row's task")
-    d.add_argument("--target", help="long form: the target column")
-    d.add_argument("--task-kind", choices=KINDS, help="long form: the kind of every task (default regression)")
-    d.add_argument("--features", type=_columns, help="comma-separated feature columns (default: all others)")
-    d.add_argument("--valid-fraction", type=float, help="share of rows held out for validation (default 0.2)")
+    d.add_argument("--task-column", help=_doc("task_column"))
+    d.add_argument("--target", help=_doc("target"))
+    d.add_argument("--task-kind", choices=KINDS, help=_doc("task_kind"))
+    d.add_argument("--features", type=_columns, help="comma-separated; " + _doc("features"))
+    d.add_argument("--valid-fraction", type=float, help=_doc("valid_fraction"))
     m = t.add_argument_group("model")
     m.add_argument("--model", choices=_model_names(), metavar="MODEL", help=f"one of: {', '.join(_model_names())}")
     m.add_argument("--hidden", type=_ints, help="layer widths, e.g. 128,64")
-    m.add_argument("--dropout", type=float)
-    m.add_argument("--model-option", action="append", metavar="KEY=VALUE", help="any other model option")
-    m.add_argument("--cv", type=int, metavar="K", help="linear models: pick regularization by K-fold CV")
+    m.add_argument("--dropout", type=float, help="dropout probability after each hidden layer")
+    m.add_argument("--model-option", action="append", metavar="KEY=VALUE", help=_doc("model_options"))
+    m.add_argument("--cv", type=int, metavar="K", help=_doc("cv"))
     o = t.add_argument_group("training")
-    o.add_argument("--epochs", type=int)
-    o.add_argument("--batch-size", type=int)
-    o.add_argument("--lr", type=float)
-    o.add_argument("--optimizer", choices=OPTIMIZERS.names())
-    o.add_argument("--schedule", choices=SCHEDULES.names())
-    o.add_argument("--sampling", choices=SAMPLERS.names(), help="how batches are drawn across tasks of different sizes")
-    o.add_argument("--temperature", type=float, help="sampling temperature τ: p_t ∝ n_t^(1/τ)")
-    o.add_argument("--patience", type=int, help="early stopping after this many epochs without improvement")
-    o.add_argument("--seed", type=int)
-    o.add_argument("--threads", type=int, help="torch CPU threads (small models are often fastest with 1)")
+    o.add_argument("--epochs", type=int, help=_doc("epochs", train=True))
+    o.add_argument("--batch-size", type=int, help=_doc("batch_size", train=True))
+    o.add_argument("--lr", type=float, help=_doc("lr", train=True))
+    o.add_argument("--optimizer", choices=OPTIMIZERS.names(), help=_doc("optimizer", train=True))
+    o.add_argument("--schedule", choices=SCHEDULES.names(), help=_doc("schedule", train=True))
+    o.add_argument("--sampling", choices=SAMPLERS.names(), help=_doc("sampling", train=True))
+    o.add_argument("--temperature", type=float, help=_doc("temperature", train=True))
+    o.add_argument("--patience", type=int, help=_doc("patience", train=True))
+    o.add_argument("--seed", type=int, help=_doc("seed", train=True))
+    o.add_argument("--threads", type=int, help=_doc("threads", train=True))
     o.add_argument("--quiet", action="store_true", help="no progress bar")
     r = t.add_argument_group("run")
     r.add_argument("--config", help="YAML file with any of these options (flags override it)")
-    r.add_argument("--out", help="run directory to write")
-    r.add_argument("--baseline", choices=["stl"], help="also train one single-task model per task; report delta_m")
+    r.add_argument("--out", help=_doc("out"))
+    r.add_argument("--baseline", choices=["stl"], help=_doc("baseline"))
     r.add_argument("--resume", action="store_true", help="continue a killed run in --out from its checkpoint")
 
     e = sub.add_parser("evaluate", help="per-task metrics of a trained run on labelled data")
@@ -227,12 +236,21 @@ def _cmd_predict(a: argparse.Namespace, console: Any) -> int:
 def _cmd_list(a: argparse.Namespace, console: Any) -> int:
     from rich.table import Table
 
+    from multitask._docs import option_rows
+
     for title, registry in ALL.items():
         table = Table(title=title, title_justify="left")
         table.add_column("name")
         table.add_column("what it is")
         for name in registry.names():
             table.add_row(name, registry.entry(name).summary)
+        console.print(table)
+    for title, rows in option_rows().items():
+        table = Table(title=title, title_justify="left")
+        for column in ("option", "default", "what it is"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*row)
         console.print(table)
     return 0
 

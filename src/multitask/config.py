@@ -51,28 +51,45 @@ class TaskConfig(BaseModel):
 class RunConfig(BaseModel):
     """Everything a training run needs; the defaults are what ``multitask train`` uses."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     # -- data: a user's file (wide or long form), per-task files (in `tasks`), or a built-in data set
-    data: str | None = None  # CSV or Parquet; wide: one column per task; long: with task_column + target
-    test_data: str | None = None  # evaluate on this file instead of the validation part
-    dataset: str | None = None  # a built-in data set (see `multitask list`)
-    dataset_options: dict[str, Any] = Field(default_factory=dict)  # e.g. {split: 1} for school
-    data_dir: str | None = None  # local folder with built-in data sets (else MULTITASK_DATA, then the cache)
+    data: str | None = None
+    """CSV or Parquet file; wide: one column per task; long: with task_column and target."""
+    test_data: str | None = None
+    """Evaluate on this file instead of the validation part."""
+    dataset: str | None = None
+    """A built-in data set (see `multitask list`)."""
+    dataset_options: dict[str, Any] = Field(default_factory=dict)
+    """Options of the built-in data set, e.g. {split: 1} for school."""
+    data_dir: str | None = None
+    """Local folder with built-in data sets (else MULTITASK_DATA, then the cache)."""
     tasks: list[TaskConfig] = Field(default_factory=list)
-    task_column: str | None = None  # long form: the column naming each row's task
-    target: str | None = None  # long form: the target column
-    task_kind: str = "regression"  # long form: the kind of every task
-    features: list[str] | None = None  # default: every column that is not a target or task id
-    valid_fraction: float = 0.2  # held out of the training data for validation and early stopping
+    """The tasks: NAME:KIND strings or {name, kind, weight, loss, metric, data, target, features, image_shape}."""
+    task_column: str | None = None
+    """Long form: the column naming each row's task."""
+    target: str | None = None
+    """Long form: the target column."""
+    task_kind: str = "regression"
+    """Long form: the kind of every task."""
+    features: list[str] | None = None
+    """Feature columns; default: every column that is not a target or task id."""
+    valid_fraction: float = 0.2
+    """Share of each task's rows held out for validation and early stopping."""
     # -- model
-    model: str = "hard-sharing"  # a deep architecture, or linear:NAME
-    model_options: dict[str, Any] = Field(default_factory=dict)  # passed to the architecture / estimator
-    cv: int | None = None  # linear models: choose regularization by K-fold cross-validation
+    model: str = "hard-sharing"
+    """A deep architecture, or linear:NAME."""
+    model_options: dict[str, Any] = Field(default_factory=dict)
+    """Options of the architecture (hidden, dropout, activation, norm) or linear estimator (alpha, ...)."""
+    cv: int | None = None
+    """Linear models: choose regularization by K-fold cross-validation."""
     # -- training and comparison
     train: TrainConfig = Field(default_factory=TrainConfig)
-    baseline: Literal["stl"] | None = None  # also train one single-task model per task; report delta_m
-    out: str | None = None  # the run directory
+    """Training options (the table below)."""
+    baseline: Literal["stl"] | None = None
+    """Also train one single-task model per task; report delta_m."""
+    out: str | None = None
+    """The run directory."""
 
     @field_validator("tasks", mode="before")
     @classmethod

@@ -19,21 +19,34 @@ def _check_name(registry: Registry, value: str) -> str:
 class TrainConfig(BaseModel):
     """How to train a deep model. ``TrainConfig(epochs=50, lr=3e-4)``; invalid options raise ConfigError."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
-    epochs: int = 20  # passes over the training data (see multitask.data.sampling for "an epoch")
-    batch_size: int = 256  # rows per step, over all tasks together (the global batch under torchrun)
-    optimizer: str = "adam"  # a name in multitask.registry.OPTIMIZERS
-    lr: float = 1e-3  # learning rate at the start of the schedule
-    weight_decay: float = 0.0  # L2 penalty of the optimizer (decoupled for adamw)
-    momentum: float = 0.0  # sgd only
-    schedule: str = "constant"  # learning-rate schedule per epoch, a name in multitask.registry.SCHEDULES
-    sampling: str = "proportional"  # how batches mix tasks, a name in multitask.registry.SAMPLERS
-    temperature: float = 2.0  # tau of sampling="temperature": p_t ∝ n_t^(1/tau)
-    patience: int | None = 5  # stop after this many epochs without a better validation loss; None: never
-    seed: int = 0  # batches, dropout and (by the caller) initial weights follow from it
-    threads: int | None = None  # torch CPU threads; None: torch's default
-    progress: bool = True  # a progress bar on stderr (only when it is a terminal, and only on rank 0)
+    epochs: int = 20
+    """Passes over the training data (see multitask.data.sampling for "an epoch")."""
+    batch_size: int = 256
+    """Rows per step, over all tasks together (the global batch under torchrun)."""
+    optimizer: str = "adam"
+    """A name in multitask.registry.OPTIMIZERS."""
+    lr: float = 1e-3
+    """Learning rate at the start of the schedule."""
+    weight_decay: float = 0.0
+    """L2 penalty of the optimizer (decoupled for adamw)."""
+    momentum: float = 0.0
+    """Momentum of sgd (the other optimizers have none)."""
+    schedule: str = "constant"
+    """Learning-rate schedule per epoch, a name in multitask.registry.SCHEDULES."""
+    sampling: str = "proportional"
+    """How batches mix tasks, a name in multitask.registry.SAMPLERS."""
+    temperature: float = 2.0
+    """Tau of sampling="temperature": p_t ∝ n_t^(1/tau)."""
+    patience: int | None = 5
+    """Stop after this many epochs without a better validation loss; None: never."""
+    seed: int = 0
+    """Batches, dropout and (by the caller) initial weights follow from it."""
+    threads: int | None = None
+    """Torch CPU threads; None: torch's default."""
+    progress: bool = True
+    """A progress bar on stderr (only when it is a terminal, and only on rank 0)."""
 
     def __init__(self, **options: Any) -> None:
         try:
