@@ -15,7 +15,6 @@ from multitask.runs import RunResult, train
 from multitask.train.config import TrainConfig
 
 
-
 def run_demo(out: Path) -> tuple[RunResult, str]:
     """Train the demo run into ``out``; returns the result and a line saying which data were used."""
     from multitask.datasets import census_income
