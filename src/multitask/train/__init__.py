@@ -12,7 +12,7 @@ from multitask.train._checkpoint import (
     save_model,
 )
 from multitask.train._distributed import Distributed, is_main_process, select_device, setup_distributed
-from multitask.train._trainer import FitResult, fit, masked_loss_sum, validation_losses
+from multitask.train._trainer import FitResult, fit, masked_loss_sum, task_loss_sums, validation_losses
 from multitask.train.config import TrainConfig
 
 __all__ = [
@@ -35,5 +35,6 @@ __all__ = [
     "save_model",
     "select_device",
     "setup_distributed",
+    "task_loss_sums",
     "validation_losses",
 ]
