@@ -8,9 +8,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from multitask.cli import main
+from multitask.config import RunConfig
+from multitask.data.spec import BuiltinData
+from multitask.datasets._long import long_spec
+from multitask.runs import train
+from multitask.train.config import TrainConfig
 from tests.conftest import make_wide
 
 FAST = ["--epochs", "1", "--quiet"]
@@ -161,8 +167,6 @@ def test_unknown_test_task_id(capsys: pytest.CaptureFixture[str], long_csv: Path
     assert main(["train", "--data", str(long_csv), "--task-column", "group", "--target", "y", "--out", str(out),
                  *FAST]) == 0
     capsys.readouterr()
-    import pandas as pd
-
     frame = pd.read_csv(long_csv)
     frame.loc[0, "group"] = "g99"
     frame.to_csv(tmp_path / "other.csv", index=False)
@@ -172,3 +176,15 @@ def test_unknown_test_task_id(capsys: pytest.CaptureFixture[str], long_csv: Path
 def test_bad_option_value(capsys: pytest.CaptureFixture[str], wide_csv: Path, tmp_path: Path) -> None:
     check(capsys, ["train", "--data", str(wide_csv), *TASKS, "--valid-fraction", "1.5", "--features", "x0",
                    "--out", str(tmp_path / "r"), *FAST], "--valid-fraction")
+
+
+def test_unknown_task_id_in_a_built_in_data_set_run(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A run on a built-in long-form data set (source 'school', not 'data') names the file and the id."""
+    frame = pd.DataFrame({"x": np.arange(40.0), "y": np.arange(40.0) % 7, "school": np.arange(40) % 2 + 1})
+    spec = long_spec("school", frame, tmp_path / "s.csv", ["x"], "y", "school", [1, 2], lambda i: f"s{i}")
+    out = tmp_path / "run"
+    train(RunConfig(dataset="school", train=TrainConfig(epochs=1, progress=False), out=str(out)),
+          data=BuiltinData("school", spec, None, ""))
+    frame.loc[3, "school"] = 9
+    frame.to_csv(tmp_path / "other.csv", index=False)
+    check(capsys, ["evaluate", "--run", str(out), "--data", str(tmp_path / "other.csv")], "other.csv", "'9'")

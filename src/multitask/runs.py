@@ -356,18 +356,20 @@ def _prediction_columns(task: Task, pre: Preprocessor, pred: np.ndarray) -> dict
 
 
 def _check_task_ids(spec: DataSpec) -> None:
+    """In long form, every row's task id must be one the model was trained on."""
     if not spec.task_rows:
         return
     column = next(iter(spec.task_rows.values()))[0]
     known = {str(v) for _, v in spec.task_rows.values()}
-    frame = spec.sources[spec.task_source[spec.task_names[0]]].frame
-    if column not in frame.columns:
-        raise DataError(f"{spec.sources['data'].path or 'data'}: no task-id column {column!r}")
-    ids = frame[column].astype(object).map(str)
+    source = spec.sources[spec.task_source[spec.task_names[0]]]
+    where = source.path or f"source {source.name!r}"
+    if column not in source.frame.columns:
+        raise DataError(f"{where}: no task-id column {column!r}")
+    ids = source.frame[column].astype(object).map(str)
     unknown = ids[~ids.isin(known)]
     if len(unknown):
         raise DataError(
-            f"{spec.sources['data'].path or 'data'}: task id {unknown.iloc[0]!r} in column {column!r} "
+            f"{where}: task id {unknown.iloc[0]!r} in column {column!r} "
             f"(row {unknown.index[0]}) is not a task the model was trained on"
         )
 
