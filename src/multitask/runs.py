@@ -158,11 +158,12 @@ def train(cfg: RunConfig, resume: bool = False, data: BuiltinData | None = None)
         baseline: dict[str, dict[str, float]] = {}
         for task in spec.tasks:
             sub = [task.name]
+            eval_one = eval_arrays.only_tasks(sub)
             single = fit_one(
-                cfg, [task], pre, tr.only_tasks(sub), va.only_tasks(sub), eval_arrays.only_tasks(sub),
+                cfg, [task], pre, tr.only_tasks(sub), va.only_tasks(sub), eval_one,
                 out / "baseline" / _safe(task.name), resume,
             )
-            baseline.update(task_metrics([task], eval_arrays.only_tasks(sub), single, pre))
+            baseline.update(task_metrics([task], eval_one, single, pre))
         result.baseline = baseline
         result.delta_m = delta_m(spec.tasks, metrics, baseline)
     if is_main_process():
@@ -216,6 +217,7 @@ def _fit_deep(
         for s, v in shapes.items()
         if s in tr.inputs
     }
+    sizes = pre.output_sizes()
     torch.manual_seed(cfg.train.seed)
     cls = MODELS.get(cfg.model)
     try:
@@ -223,7 +225,7 @@ def _fit_deep(
             inputs=inputs,
             tasks=tasks,
             task_source={t.name: tr.task_source[t.name] for t in tasks},
-            output_sizes={t.name: pre.output_sizes()[t.name] for t in tasks},
+            output_sizes={t.name: sizes[t.name] for t in tasks},
             **cfg.model_options,
         )
     except TypeError as e:

@@ -246,9 +246,6 @@ class Preprocessor:
             return prediction * codec.std + codec.mean
         return prediction
 
-    def target_to_original(self, task: str, y: np.ndarray) -> np.ndarray:
-        return self.to_original(task, y)
-
     # ---- persistence (JSON, no pickle) ---------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {
