@@ -24,3 +24,10 @@ class CheckpointError(MultitaskError):
 
 class MissingExtraError(MultitaskError, ImportError):
     """An optional dependency is not installed; the message names the extra that provides it."""
+
+
+class TrainingDivergedError(MultitaskError):
+    """Training produced a non-finite loss or non-finite weights: the run stops and saves no model.
+
+    The message names the task, the epoch and step, and the checkpoint of the last completed epoch (kept).
+    """
