@@ -1,13 +1,24 @@
-"""Training options: one frozen record with commented defaults, validated against the registries."""
+"""Training options: one frozen record with commented defaults, validated against the registries.
+
+Integer options take ints only (not ``true``, not ``2.0``); float options must be finite.
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, StrictInt, ValidationError, field_validator, model_validator
 
 from multitask.errors import ConfigError
 from multitask.registry import OPTIMIZERS, SAMPLERS, SCHEDULES, Registry
+
+
+#: the largest value of an int option that torch and numpy take as a 32-bit integer
+INT32_MAX = 2**31 - 1
+#: seeds are 32-bit: what numpy's legacy seeding takes (torch.manual_seed and SeedSequence take more)
+SEED_MAX = 2**32 - 1
+EPOCHS_MAX = 10**6
 
 
 def _check_name(registry: Registry, value: str) -> str:
@@ -21,9 +32,9 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
-    epochs: int = 20
-    """Passes over the training data (see multitask.data.sampling for "an epoch")."""
-    batch_size: int = 256
+    epochs: StrictInt = 20
+    """Passes over the training data (see multitask.data.sampling for "an epoch"); at most 10**6."""
+    batch_size: StrictInt = 256
     """Rows per step, over all tasks together (the global batch under torchrun)."""
     optimizer: str = "adam"
     """A name in multitask.registry.OPTIMIZERS."""
@@ -39,14 +50,17 @@ class TrainConfig(BaseModel):
     """How batches mix tasks, a name in multitask.registry.SAMPLERS."""
     temperature: float = 2.0
     """Tau of sampling="temperature": p_t ∝ n_t^(1/tau)."""
-    patience: int | None = 5
+    patience: StrictInt | None = 5
     """Stop after this many epochs without a better validation loss; None: never."""
-    seed: int = 0
-    """Batches, dropout and (by the caller) initial weights follow from it."""
-    threads: int | None = None
+    seed: StrictInt = 0
+    """Batches, dropout and (by the caller) initial weights follow from it; 0 to 2**32 - 1."""
+    threads: StrictInt | None = None
     """Torch CPU threads; None: torch's default."""
     progress: bool = True
     """A progress bar on stderr (only when it is a terminal, and only on rank 0)."""
+    monitor: str | None = None
+    """Early stopping and the kept weights follow this task's validation loss alone (the others are
+    auxiliary); None: the weighted total over tasks."""
 
     def __init__(self, **options: Any) -> None:
         try:
@@ -69,32 +83,54 @@ class TrainConfig(BaseModel):
     def _sampling(cls, v: str) -> str:
         return _check_name(SAMPLERS, v)
 
-    @field_validator("epochs", "batch_size")
+    @field_validator("lr", "weight_decay", "momentum", "temperature", mode="before")
     @classmethod
-    def _positive_int(cls, v: int) -> int:
-        if v < 1:
-            raise ValueError(f"must be >= 1, got {v}")
+    def _number_not_bool(cls, v: Any) -> Any:
+        if isinstance(v, bool):  # pydantic takes true as 1.0
+            raise ValueError(f"must be a number, got {v!r}")
         return v
+
+    @field_validator("epochs", "batch_size", "patience", "seed", "threads", mode="before")
+    @classmethod
+    def _int_not_bool(cls, v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, int | None):  # ints only: no true, 2.0 or "2"
+            raise ValueError(f"must be an integer, got {v!r}")
+        return v
+
+    @field_validator("epochs")
+    @classmethod
+    def _epochs(cls, v: int) -> int:
+        return _in_range(v, 1, EPOCHS_MAX)
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_size(cls, v: int) -> int:
+        return _in_range(v, 1, INT32_MAX)
 
     @field_validator("patience", "threads")
     @classmethod
     def _positive_or_none(cls, v: int | None) -> int | None:
-        if v is not None and v < 1:
-            raise ValueError(f"must be >= 1 or None, got {v}")
+        if v is not None and not 1 <= v <= INT32_MAX:
+            raise ValueError(f"must be None or an integer in [1, {INT32_MAX}], got {v}")
         return v
+
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, v: int) -> int:
+        return _in_range(v, 0, SEED_MAX)
 
     @field_validator("lr", "temperature")
     @classmethod
     def _positive_float(cls, v: float) -> float:
-        if not v > 0:
-            raise ValueError(f"must be > 0, got {v}")
+        if not (math.isfinite(v) and v > 0):
+            raise ValueError(f"must be finite and > 0, got {v}")
         return v
 
     @field_validator("weight_decay")
     @classmethod
     def _non_negative(cls, v: float) -> float:
-        if not v >= 0:
-            raise ValueError(f"must be >= 0, got {v}")
+        if not (math.isfinite(v) and v >= 0):
+            raise ValueError(f"must be finite and >= 0, got {v}")
         return v
 
     @field_validator("momentum")
@@ -104,13 +140,6 @@ class TrainConfig(BaseModel):
             raise ValueError(f"must be in [0, 1), got {v}")
         return v
 
-    @field_validator("seed")
-    @classmethod
-    def _seed(cls, v: int) -> int:
-        if v < 0:
-            raise ValueError(f"must be >= 0, got {v}")
-        return v
-
     @model_validator(mode="after")
     def _momentum_needs_sgd(self) -> TrainConfig:
         if self.momentum and self.optimizer != "sgd":
@@ -118,8 +147,14 @@ class TrainConfig(BaseModel):
         return self
 
 
+def _in_range(v: int, low: int, high: int) -> int:
+    if not low <= v <= high:
+        raise ValueError(f"must be an integer in [{low}, {high}], got {v}")
+    return v
+
+
 def describe_validation_error(error: ValidationError) -> str:
-    """One line per problem, each naming the option: ``train option 'lr': must be > 0, got -1.0``."""
+    """One line per problem, each naming the option: ``train option 'lr': must be finite and > 0, got -1.0``."""
     lines = []
     for err in error.errors():
         option = ".".join(str(part) for part in err["loc"]) or "(config)"
