@@ -13,7 +13,6 @@ from pydantic import BaseModel, ConfigDict, StrictInt, ValidationError, field_va
 from multitask.errors import ConfigError
 from multitask.registry import OPTIMIZERS, SAMPLERS, SCHEDULES, Registry
 
-
 #: the largest value of an int option that torch and numpy take as a 32-bit integer
 INT32_MAX = 2**31 - 1
 #: seeds are 32-bit: what numpy's legacy seeding takes (torch.manual_seed and SeedSequence take more)
