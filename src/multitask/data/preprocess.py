@@ -5,10 +5,27 @@ non-numeric columns are one-hot encoded (a missing value is its own category; a 
 training encodes as all zeros); image sources are scaled to [0, 1]. NaN or inf in a numeric feature is an
 error, never imputed.
 
+A feature's type is what its values say, by the same rule in training and in data to predict on:
+
+* a column of a numeric or boolean dtype is numeric;
+* a column of strings (or mixed objects) in which the values that parse as numbers (``pd.to_numeric``) are
+  the majority of the non-missing values, but not all of them, is an error naming the first value that is
+  not a number and its row: a stray ``unknown`` in a column of numbers is a typo to fix or a column to drop,
+  never a reason to one-hot encode the numbers;
+* any other column of strings (including one whose values all look like numbers, a ``category`` column, or
+  one where numbers are half or fewer of the values) is categorical;
+* a column holding nested values (lists, dicts, arrays) is an error.
+
+Numbers stay finite: a value so large that the mean or standard deviation of its column overflows (a
+feature or a regression target of 1e300), or that standardizes beyond float32 in new data, is an error
+naming the column and row, as are inf and NaN. ``preprocessing.json`` never holds NaN or Infinity.
+
 Targets: regression targets are standardized (predictions are mapped back to the original units); binary
 targets are mapped to 0/1 (0/1 and False/True as given, otherwise the two values in sorted order, the
-second being the positive class); multiclass targets to class indices in sorted order; multilabel targets
-are ``|``-separated label sets. An empty target cell is a missing label.
+second being the positive class; a binary target with one class in the training part is an error);
+multiclass targets to class indices in sorted order; multilabel targets are ``|``-separated label sets. An
+empty target cell is a missing label. :meth:`Preprocessor.decode` turns a model's predictions back into the
+user's units and labels.
 
 Rows in error messages are the frame's index labels: for a file read by :func:`~multitask.data.reading.read_table`,
 the 0-based data row (the header not counted).
@@ -25,11 +42,13 @@ import numpy as np
 import pandas as pd
 
 from multitask.data.arrays import Arrays
+from multitask.data.reading import check_flat
 from multitask.data.spec import DataSpec
-from multitask.errors import CheckpointError, DataError
+from multitask.errors import CheckpointError, ConfigError, DataError
 
 MISSING = "(missing)"
 FORMAT = "multitask-preprocessing/1"
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass
@@ -108,6 +127,53 @@ def _numeric(values: pd.Series, where: str, column: str) -> np.ndarray:
     return x
 
 
+def _column_kind(values: pd.Series, where: str, column: str) -> str:
+    """``"numeric"`` or ``"categorical"`` by the rule of the module docstring (or an error naming the row)."""
+    if _is_numeric(values):
+        return "numeric"
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return "categorical"
+    check_flat(values.to_frame(), where, [column])
+    present = values.notna().to_numpy()
+    parsed = pd.to_numeric(values, errors="coerce").notna().to_numpy() & present
+    text = present & ~parsed
+    if text.any() and parsed.sum() > text.sum():
+        pos = int(np.flatnonzero(text)[0])
+        raise DataError(
+            f"{where}: feature column {column!r} holds numbers, but {values.iloc[pos]!r} at row {values.index[pos]} "
+            f"is not a number ({int(text.sum())} of its {int(present.sum())} values are not); fix those cells, "
+            "or drop the column from the features"
+        )
+    return "categorical"
+
+
+def _mean_std(x: np.ndarray, values: pd.Series, where: str, what: str) -> tuple[float, float]:
+    """Mean and standard deviation of finite values (std 0 → 1), or an error when they overflow."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, std = float(x.mean()), float(x.std())
+    if not (np.isfinite(mean) and np.isfinite(std)):
+        pos = int(np.argmax(np.abs(x)))
+        raise DataError(
+            f"{where}: {what} has values too large to standardize (the largest, {float(x[pos])!r}, at row "
+            f"{values.index[pos]}); rescale the column (divide it, or take a log) or drop it"
+        )
+    return mean, std if std > 0 else 1.0
+
+
+def _standardize(x: np.ndarray, mean: float, std: float, values: pd.Series, where: str, what: str) -> np.ndarray:
+    """``(x − mean) / std`` as float32, or an error naming the first value beyond float32's range."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        z = (x - mean) / std
+    too_far = ~(np.abs(z) <= _FLOAT32_MAX)
+    if too_far.any():
+        pos = int(np.flatnonzero(too_far)[0])
+        raise DataError(
+            f"{where}: {what} has value {float(x[pos])!r} at row {values.index[pos]}, too large to standardize with "
+            f"the training mean {mean:g} and standard deviation {std:g}"
+        )
+    return z.astype(np.float32)
+
+
 def _label_key(v: Any) -> Any:
     """Labels as JSON-safe, comparable keys: integral numbers as int, other numbers as float, else str."""
     if isinstance(v, (bool, np.bool_)):
@@ -159,7 +225,7 @@ class Preprocessor:
                 shape = (n, codec.n_outputs) if codec.kind == "multilabel" else (n,)
                 dtype = np.int64 if codec.kind == "multiclass" else np.float32
                 targets[task.name] = np.zeros(shape, dtype=dtype)
-                masks[task.name] = _task_rows(spec, task.name)
+                masks[task.name] = spec.rows_of(task.name)
         return Arrays(inputs=inputs, targets=targets, masks=masks, task_source=dict(spec.task_source))
 
     def _encode_source(self, spec: DataSpec, name: str) -> np.ndarray:
@@ -170,14 +236,23 @@ class Preprocessor:
         if missing:
             raise DataError(f"{where}: no column {missing[0]!r}, which the model was trained with")
         if codec.image_shape is not None:
-            pixels = np.stack([_numeric(frame[c], where, c) for c in codec.features], axis=1)
-            return (pixels / codec.image_scale).astype(np.float32).reshape(len(frame), *codec.image_shape)
+            pixels = np.stack(
+                [
+                    _standardize(_numeric(frame[c], where, c), 0.0, codec.image_scale, frame[c], where, f"pixel column {c!r}")
+                    for c in codec.features
+                ],
+                axis=1,
+            )
+            return pixels.reshape(len(frame), *codec.image_shape)
         out = np.zeros((len(frame), codec.width), dtype=np.float32)
         j = 0
         for col in codec.columns:
+            values = frame[col.name]
+            what = f"feature column {col.name!r}"
             if col.kind == "numeric":
-                out[:, j] = (_numeric(frame[col.name], where, col.name) - col.mean) / col.std
+                out[:, j] = _standardize(_numeric(values, where, col.name), col.mean, col.std, values, where, what)
             else:
+                check_flat(frame, where, [col.name])
                 codes = pd.Index(col.categories).get_indexer(_as_str(frame[col.name])).astype(np.int64)
                 seen = codes >= 0
                 out[np.flatnonzero(seen), j + codes[seen]] = 1.0
@@ -193,11 +268,14 @@ class Preprocessor:
         if column not in frame.columns:
             raise DataError(f"{where}: no column {column!r} (the target of task {task!r})")
         values = frame[column]
-        mask = _task_rows(spec, task) & values.notna().to_numpy()
+        mask = spec.labelled_rows(task)
         n = len(frame)
         if codec.kind == "regression":
             y = np.zeros(n, dtype=np.float32)
-            y[mask] = (_regression_values(values[mask], task, column, where) - codec.mean) / codec.std
+            labelled = values[mask]
+            what = f"task {task!r} (regression): column {column!r}"
+            x = _regression_values(labelled, task, column, where)
+            y[mask] = _standardize(x, codec.mean, codec.std, labelled, where, what)
             return y, mask
         if codec.kind == "multilabel":
             y2 = np.zeros((n, len(codec.classes)), dtype=np.float32)
@@ -246,6 +324,44 @@ class Preprocessor:
             return prediction * codec.std + codec.mean
         return prediction
 
+    def decode(self, task: str, prediction: np.ndarray) -> dict[str, np.ndarray]:
+        """The user-facing prediction columns of one task, from the model's prediction over rows.
+
+        * regression: ``{task: value}`` in the target's original units;
+        * binary: ``{task: probability of the positive class}``;
+        * multiclass: ``{task: predicted class}`` and ``{"task:class": probability}`` per class;
+        * multilabel: ``{task: "a|b"}`` (the labels of probability ≥ 0.5, ``""`` for none) and
+          ``{"task:label": probability}`` per label.
+
+        ``task`` (see :meth:`primary_column`) always holds the prediction itself.
+        """
+        codec = self._target(task)
+        if codec.kind == "regression":
+            return {task: self.to_original(task, np.asarray(prediction, dtype=np.float64))}
+        if codec.kind == "binary":
+            return {task: np.asarray(prediction, dtype=np.float64)}
+        prob = np.asarray(prediction, dtype=np.float64)
+        labels = np.asarray(codec.classes, dtype=object)
+        cols: dict[str, np.ndarray] = {}
+        if codec.kind == "multiclass":
+            cols[task] = labels[prob.argmax(axis=1)]
+        else:
+            chosen = prob >= 0.5
+            cols[task] = np.asarray(["|".join(map(str, labels[row])) for row in chosen], dtype=object)
+        for j, c in enumerate(codec.classes):
+            cols[f"{task}:{c}"] = prob[:, j]
+        return cols
+
+    def primary_column(self, task: str) -> str:
+        """The key of :meth:`decode`'s output that holds the task's prediction (the task's name)."""
+        self._target(task)
+        return task
+
+    def _target(self, task: str) -> TargetCodec:
+        if task not in self.targets:
+            raise ConfigError(f"unknown task {task!r}; tasks: {', '.join(self.targets)}")
+        return self.targets[task]
+
     # ---- persistence (JSON, no pickle) ---------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -270,7 +386,8 @@ class Preprocessor:
         return cls(sources, targets)
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_dict(), indent=1))
+        # every statistic was checked finite when fitted: NaN or Infinity here would be a bug, not bad data
+        path.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False))
 
     @classmethod
     def load(cls, path: Path) -> Preprocessor:
@@ -282,21 +399,8 @@ class Preprocessor:
             raise CheckpointError(f"{path}: not a valid preprocessing file ({e})") from None
 
 
-def _task_rows(spec: DataSpec, task: str) -> np.ndarray:
-    """Rows of the task's source that belong to the task (all, except in long form)."""
-    frame = spec.sources[spec.task_source[task]].frame
-    if task not in spec.task_rows:
-        return np.ones(len(frame), dtype=bool)
-    column, value = spec.task_rows[task]
-    if column not in frame.columns:
-        raise DataError(f"{_where(spec, spec.task_source[task])}: no task-id column {column!r}")
-    return np.asarray(frame[column].astype(object).map(str) == str(value), dtype=bool)
-
-
 def _labelled_targets(spec: DataSpec, task: str) -> pd.Series:
-    frame = spec.sources[spec.task_source[task]].frame
-    values = frame[spec.target_column[task]]
-    return values[_task_rows(spec, task) & values.notna().to_numpy()]
+    return spec.sources[spec.task_source[task]].frame[spec.target_column[task]][spec.labelled_rows(task)]
 
 
 def _split_labels(v: Any) -> list[str]:
@@ -313,35 +417,44 @@ def _regression_values(labelled: pd.Series, task: str, column: str, where: str) 
             f"at row {bad.index[0]}; a regression target must be numbers"
         )
     x = num.to_numpy(dtype=np.float64)
-    if not np.isfinite(x).all():
-        raise DataError(f"{where}: task {task!r} (regression): column {column!r} has inf values")
+    infinite = ~np.isfinite(x)
+    if infinite.any():
+        pos = int(np.flatnonzero(infinite)[0])
+        raise DataError(
+            f"{where}: task {task!r} (regression): column {column!r} has {x[pos]} at row {labelled.index[pos]}; "
+            "a regression target must be finite"
+        )
     return x
 
 
 def _fit_target(task: str, kind: str, values: pd.Series, column: str, where: str) -> TargetCodec:
     if kind == "regression":
         x = _regression_values(values, task, column, where)
-        std = float(x.std())
-        return TargetCodec(kind, mean=float(x.mean()), std=std if std > 0 else 1.0)
+        mean, std = _mean_std(x, values, where, f"task {task!r} (regression): column {column!r}")
+        return TargetCodec(kind, mean=mean, std=std)
     if kind == "multilabel":
         labels = sorted({label for v in values for label in _split_labels(v)})
         if not labels:
             raise DataError(f"{where}: task {task!r} (multilabel): column {column!r} has no labels")
         return TargetCodec(kind, classes=labels)
-    classes = sorted({_label_key(v) for v in values}, key=_sort_key)
-    if kind == "binary":
-        if len(classes) > 2:
+    keys = [_label_key(v) for v in values]
+    for pos, k in enumerate(keys):
+        if isinstance(k, float) and not np.isfinite(k):
             raise DataError(
-                f"{where}: task {task!r} (binary): column {column!r} has {len(classes)} classes "
-                f"({', '.join(map(repr, classes[:5]))}); a binary task takes two — declare it multiclass"
+                f"{where}: task {task!r} ({kind}): column {column!r} has {k} at row {values.index[pos]}; "
+                "a class must be a finite number or a string"
             )
-        if set(classes) <= {0, 1}:
-            classes = [0, 1]
-        elif len(classes) < 2:
-            raise DataError(f"{where}: task {task!r} (binary): column {column!r} has only one class, {classes[0]!r}")
-        return TargetCodec(kind, classes=classes)
+    classes = sorted(set(keys), key=_sort_key)
     if len(classes) < 2:
-        raise DataError(f"{where}: task {task!r} (multiclass): column {column!r} has only one class, {classes[0]!r}")
+        raise DataError(
+            f"{where}: task {task!r} ({kind}): column {column!r} has only one class, {classes[0]!r}, in the "
+            "training part; a classification task needs two or more"
+        )
+    if kind == "binary" and len(classes) > 2:
+        raise DataError(
+            f"{where}: task {task!r} (binary): column {column!r} has {len(classes)} classes "
+            f"({', '.join(map(repr, classes[:5]))}); a binary task takes two — declare it multiclass"
+        )
     return TargetCodec(kind, classes=classes)
 
 
@@ -369,10 +482,9 @@ def _fit_source(spec: DataSpec, name: str) -> SourceCodec:
     columns: list[ColumnCodec] = []
     for col in features:
         values = src.frame[col]
-        if _is_numeric(values):
-            x = _numeric(values, where, col)
-            std = float(x.std())
-            columns.append(ColumnCodec(col, "numeric", mean=float(x.mean()), std=std if std > 0 else 1.0))
+        if _column_kind(values, where, col) == "numeric":
+            mean, std = _mean_std(_numeric(values, where, col), values, where, f"feature column {col!r}")
+            columns.append(ColumnCodec(col, "numeric", mean=mean, std=std))
         else:
             columns.append(ColumnCodec(col, "categorical", categories=sorted(set(_as_str(values)))))
     return SourceCodec(columns=columns)

@@ -3,14 +3,26 @@
 * :func:`declare_wide`: one table, one column per task target;
 * :func:`declare_long`: one table with a task-id column and one target column (each task its own rows);
 * :func:`declare_per_task`: one table per task, each with its own features (or images).
+
+:func:`read_table` detects a CSV file's separator (``,`` ``;`` tab or ``|``; ``.tsv`` files are tab-separated)
+unless one is given, and refuses what would otherwise be read silently wrong: a column name repeated in the
+header (pandas would rename the second ``y`` to ``y.1``) and nested Parquet columns (lists, structs, maps).
 """
 
 from __future__ import annotations
 
+import bz2
+import csv
+import gzip
+import io
+import lzma
+import zipfile
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from multitask.data.spec import DataSpec, Source
@@ -18,24 +30,106 @@ from multitask.errors import ConfigError, DataError
 from multitask.tasks import Task
 
 _PARQUET = (".parquet", ".pq")
+SEPARATORS = ",;\t|"  # the separators detected in CSV files; another one must be given explicitly
+_SNIFF_BYTES = 32_768
+_SNIFF_LINES = 20
+_NESTED = (list, tuple, dict, set, np.ndarray)
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV (optionally compressed, ``.tsv`` tab-separated) or Parquet file into a DataFrame."""
+def read_table(path: str | Path, sep: str | None = None) -> pd.DataFrame:
+    """Read a CSV (optionally compressed) or Parquet file into a DataFrame.
+
+    ``sep`` is the CSV separator (one character; ``"\\t"`` is read as a tab); by default it is detected
+    from the first lines among ``,`` ``;`` tab and ``|`` (tab for ``.tsv`` files, ``,`` when nothing is
+    clear). Parquet files ignore it. A repeated column name or a nested Parquet column is an error.
+    """
     p = Path(path)
     if not p.exists():
         raise DataError(f"{p}: no such file")
     if p.is_dir():
         raise DataError(f"{p}: is a folder, expected a CSV or Parquet file")
     name = p.name.lower()
+    parquet = name.endswith(_PARQUET)
+    if sep is not None and not parquet:
+        sep = "\t" if sep == "\\t" else sep
+        if len(sep) != 1:
+            raise ConfigError(f"--sep must be one character, got {sep!r}")
     try:
-        if name.endswith(_PARQUET):
-            return pd.read_parquet(p)
-        sep = "\t" if ".tsv" in name else ","
-        return pd.read_csv(p, sep=sep)
-    except (OSError, ValueError, ImportError) as e:  # pandas' parser errors are ValueErrors
-        kind = "Parquet" if name.endswith(_PARQUET) else "CSV"
+        if parquet:
+            frame = pd.read_parquet(p)
+            header = [str(c) for c in frame.columns]
+        else:
+            sep = sep or ("\t" if ".tsv" in name else _sniff_separator(p))
+            header = list(pd.read_csv(p, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0])
+            frame = pd.read_csv(p, sep=sep)
+    except (OSError, ValueError, ImportError, IndexError) as e:  # pandas' parser errors are ValueErrors
+        kind = "Parquet" if parquet else "CSV"
         raise DataError(f"{p}: cannot be read as {kind}: {str(e).splitlines()[0]}") from None
+    repeated = [c for c, k in Counter(h for h in header if h != "").items() if k > 1]
+    if repeated:
+        raise DataError(f"{p}: column {repeated[0]!r} appears more than once in the header; rename or drop one")
+    check_flat(frame, str(p))
+    return frame
+
+
+def check_flat(frame: pd.DataFrame, where: str, columns: Sequence[str] | None = None) -> None:
+    """Refuse nested cells (lists, structs, maps, arrays: Parquet's nested types), naming the column and row."""
+    for c in frame.columns if columns is None else columns:
+        values = frame[c]
+        if values.dtype != object:
+            continue
+        nested = values.map(lambda v: isinstance(v, _NESTED)).to_numpy(dtype=bool)
+        if nested.any():
+            i = int(np.flatnonzero(nested)[0])
+            kind = type(values.iloc[i]).__name__
+            raise DataError(
+                f"{where}: column {c!r} holds nested values ({kind} at row {values.index[i]}); only flat columns "
+                "are read: flatten it into columns of numbers or strings (a multilabel target as 'a|b'), or drop it"
+            )
+
+
+def _sniff_separator(path: Path) -> str:
+    """The separator of a CSV file among :data:`SEPARATORS`, from its first lines (``,`` when unclear)."""
+    sample = _head(path)
+    if sample is None:
+        return ","
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=SEPARATORS).delimiter
+    except csv.Error:
+        return ","
+
+
+def _head(path: Path) -> str | None:
+    """The first lines of a (possibly compressed) text file; None for a compression this cannot open."""
+    name = path.name.lower()
+    if name.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zst")):
+        return None
+    if name.endswith(".zip"):
+        with zipfile.ZipFile(path) as z:
+            members = z.namelist()
+            if len(members) != 1:
+                return None
+            with z.open(members[0]) as member:
+                return _lines(member.read(_SNIFF_BYTES))
+    f: io.BufferedIOBase
+    if name.endswith(".gz"):
+        f = gzip.GzipFile(path)
+    elif name.endswith(".bz2"):
+        f = bz2.BZ2File(path)
+    elif name.endswith(".xz"):
+        f = lzma.LZMAFile(path)
+    else:
+        f = open(path, "rb")
+    with f:
+        return _lines(f.read(_SNIFF_BYTES))
+
+
+def _lines(data: bytes) -> str:
+    text = data.decode("utf-8", errors="replace")
+    lines = text.splitlines()
+    if len(data) == _SNIFF_BYTES and len(lines) > 1:
+        lines = lines[:-1]  # the last one is cut
+    return "\n".join(lines[:_SNIFF_LINES])
 
 
 def _check_columns(frame: pd.DataFrame, columns: Sequence[str], where: str, what: str) -> None:
@@ -80,13 +174,20 @@ def declare_long(
 ) -> DataSpec:
     """Every distinct value of ``task_column`` is a task of kind ``kind`` owning its rows; ``target`` is read there.
 
+    The target can be neither the task-id column nor a feature, nor can the task-id column be a feature.
     ``tasks`` (optional) overrides the per-task settings (weight, loss, metric) of tasks named by their id.
     """
     where = path or "data"
+    if target == task_column:
+        raise ConfigError(f"--target {target!r} is also the --task-column; the task id cannot be the target")
     _check_columns(frame, [task_column], where, "--task-column")
     _check_columns(frame, [target], where, "--target")
     if features is not None:
         _check_columns(frame, features, where, "a feature")
+        if target in features:
+            raise ConfigError(f"--features: column {target!r} is the --target")
+        if task_column in features:
+            raise ConfigError(f"--features: column {task_column!r} is the task-id column (--task-column)")
     ids = frame[task_column]
     if ids.isna().any():
         row = int(ids.isna().to_numpy().nonzero()[0][0])
@@ -143,6 +244,8 @@ def declare_per_task(
         _check_columns(frame, [f.target], f.path, f"the target of task {t.name!r}")
         if f.features is not None:
             _check_columns(frame, f.features, f.path, "a feature")
+            if f.target in f.features:
+                raise ConfigError(f"task {t.name!r}: column {f.target!r} of {f.path} is both its target and a feature")
         feats = list(f.features) if f.features is not None else None
         sources[t.name] = Source(t.name, frame, feats, f.image_shape, f.path)
     return DataSpec(

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from multitask.errors import ConfigError, DataError
@@ -63,6 +64,12 @@ class DataSpec:
                 id_col = self.task_rows[t][0]
                 if id_col not in src.frame.columns:
                     raise DataError(f"{src.path or source}: no task-id column {id_col!r}")
+        for source, src in self.sources.items():
+            if src.features is None:
+                continue
+            for c in sorted(self.non_feature_columns(source) & set(src.features)):
+                where = src.path or f"source {source!r}"
+                raise ConfigError(f"{where}: column {c!r} is both a feature and a task target or task id")
 
     @property
     def task_names(self) -> list[str]:
@@ -73,6 +80,26 @@ class DataSpec:
             if t.name == name:
                 return t
         raise ConfigError(f"unknown task {name!r}; tasks: {', '.join(self.task_names)}")
+
+    def rows_of(self, task: str) -> np.ndarray:
+        """Boolean mask over the rows of the task's source: those that belong to the task (all, except in long form)."""
+        source = self.task_source[task]
+        frame = self.sources[source].frame
+        if task not in self.task_rows:
+            return np.ones(len(frame), dtype=bool)
+        column, value = self.task_rows[task]
+        if column not in frame.columns:
+            raise DataError(f"{self.sources[source].path or f'source {source!r}'}: no task-id column {column!r}")
+        return np.asarray(frame[column].astype(object).map(str) == str(value), dtype=bool)
+
+    def labelled_rows(self, task: str) -> np.ndarray:
+        """Boolean mask over the rows of the task's source: the task's rows with a target value (none when the
+        target column is absent, as in data to predict on)."""
+        frame = self.sources[self.task_source[task]].frame
+        column = self.target_column[task]
+        if column not in frame.columns:
+            return np.zeros(len(frame), dtype=bool)
+        return self.rows_of(task) & frame[column].notna().to_numpy()
 
     def non_feature_columns(self, source: str) -> set[str]:
         cols = {c for t, c in self.target_column.items() if self.task_source[t] == source}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from multitask.data.preprocess import _task_rows
 from multitask.data.spec import DataSpec
 from multitask.errors import ConfigError
 
@@ -14,6 +13,9 @@ def split_spec(spec: DataSpec, fraction: float, seed: int) -> tuple[DataSpec, Da
 
     A row is assigned to the first task that labels it; within each such group rows are shuffled with
     ``seed`` and ``round(fraction * n)`` of them (at least one, when the group has two or more) are held out.
+    Every task keeps at least one labelled training row: a task left with none (in wide form, a task whose
+    labelled rows all belong to other tasks' groups) gets one of its held-out rows back, chosen with ``seed``.
+    A task with one labelled row therefore has none in validation.
     """
     if not 0.0 < fraction < 1.0:
         raise ConfigError(f"--valid-fraction must be strictly between 0 and 1, got {fraction}")
@@ -21,12 +23,11 @@ def split_spec(spec: DataSpec, fraction: float, seed: int) -> tuple[DataSpec, Da
     train_frames, valid_frames = {}, {}
     for name, src in spec.sources.items():
         n = len(src.frame)
+        tasks = [t for t in spec.task_names if spec.task_source[t] == name]
+        labelled = {t: spec.labelled_rows(t) for t in tasks}
         group = np.full(n, -1, dtype=np.int64)
-        for i, task in enumerate(spec.task_names):
-            if spec.task_source[task] != name:
-                continue
-            labelled = _task_rows(spec, task) & src.frame[spec.target_column[task]].notna().to_numpy()
-            group[(group == -1) & labelled] = i
+        for i, task in enumerate(tasks):
+            group[(group == -1) & labelled[task]] = i
         valid = np.zeros(n, dtype=bool)
         for g in np.unique(group):
             rows = np.flatnonzero(group == g)
@@ -36,6 +37,11 @@ def split_spec(spec: DataSpec, fraction: float, seed: int) -> tuple[DataSpec, Da
             else:
                 k = 0
             valid[rng.permutation(rows)[:k]] = True
+        for task in tasks:
+            if not (labelled[task] & ~valid).any():
+                held_out = np.flatnonzero(labelled[task] & valid)
+                if len(held_out):
+                    valid[rng.choice(held_out)] = False
         # the original index stays, so that errors name the row of the user's file
         train_frames[name] = src.frame.iloc[np.flatnonzero(~valid)]
         valid_frames[name] = src.frame.iloc[np.flatnonzero(valid)]
