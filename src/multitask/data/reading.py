@@ -56,20 +56,29 @@ def read_table(path: str | Path, sep: str | None = None) -> pd.DataFrame:
             raise ConfigError(f"--sep must be one character, got {sep!r}")
     try:
         if parquet:
+            import pyarrow.parquet as pq
+
+            _check_unique(pq.read_schema(p).names, p)
             frame = pd.read_parquet(p)
-            header = [str(c) for c in frame.columns]
         else:
             sep = sep or ("\t" if ".tsv" in name else _sniff_separator(p))
-            header = list(pd.read_csv(p, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0])
+            header = pd.read_csv(p, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False)
+            _check_unique(list(header.iloc[0]) if len(header) else [], p)
             frame = pd.read_csv(p, sep=sep)
-    except (OSError, ValueError, ImportError, IndexError) as e:  # pandas' parser errors are ValueErrors
+    except DataError:
+        raise
+    except (OSError, ValueError, ImportError) as e:  # pandas' and pyarrow's parser errors are ValueErrors
         kind = "Parquet" if parquet else "CSV"
         raise DataError(f"{p}: cannot be read as {kind}: {str(e).splitlines()[0]}") from None
-    repeated = [c for c, k in Counter(h for h in header if h != "").items() if k > 1]
-    if repeated:
-        raise DataError(f"{p}: column {repeated[0]!r} appears more than once in the header; rename or drop one")
     check_flat(frame, str(p))
     return frame
+
+
+def _check_unique(header: Sequence[str], path: Path) -> None:
+    """A column name given twice is an error (pandas would silently rename the second ``y`` to ``y.1``)."""
+    repeated = [c for c, k in Counter(h for h in header if h != "").items() if k > 1]
+    if repeated:
+        raise DataError(f"{path}: column {repeated[0]!r} appears more than once in the header; rename or drop one")
 
 
 def check_flat(frame: pd.DataFrame, where: str, columns: Sequence[str] | None = None) -> None:
