@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from multitask import Task
 from multitask.errors import ConfigError
 from multitask.nn import ACTIVATIONS, NORMS, HardSharing, InputSpec, build_model
+from multitask.train import load_model, save_model
 
 TASKS = [
     Task("r", "regression"),
@@ -65,7 +70,7 @@ def test_a_source_without_rows_still_reaches_every_parameter(empty: str) -> None
     for name, p in model.named_parameters():
         assert p.grad is not None, f"{name} is not in the graph"
         assert torch.isfinite(p.grad).all()
-    for name, p in model.encoders[empty].named_parameters():
+    for name, p in model.encoders[model.source_keys[empty]].named_parameters():
         assert torch.count_nonzero(p.grad) == 0, name
 
 
@@ -157,8 +162,32 @@ def test_build_model_rejects_unknown_or_incomplete_descriptions() -> None:
         build_model({"model": "mmoe"})
     with pytest.raises(ConfigError, match="'model'"):
         build_model({})
-    with pytest.raises(ConfigError, match="incomplete"):
+    with pytest.raises(ConfigError, match="incomplete or invalid: missing a required argument: 'tasks'"):
         build_model({"model": "hard-sharing", "inputs": {}})
+    config = _model().model_config()
+    with pytest.raises(ConfigError, match="unexpected keyword argument 'hiddn'"):
+        build_model({**config, "hiddn": [4]})
+    with pytest.raises(ConfigError, match=r"an input is \{'dim': D\}"):
+        build_model({**config, "inputs": {"tab": {"size": 3}}})
+    # the optional arguments may be left out: the constructor's defaults apply
+    default = build_model({k: config[k] for k in ("model", "inputs", "tasks", "task_source", "output_sizes")})
+    assert isinstance(default, HardSharing) and default.hidden == (128, 64)
+
+
+def test_build_model_lets_errors_inside_the_constructor_surface(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the names of the entries are checked up front: a bug while building is not "invalid"."""
+
+    def broken(cls: type, config: dict[str, object]) -> HardSharing:
+        raise TypeError("a bug")
+
+    monkeypatch.setattr(HardSharing, "from_config", classmethod(broken))
+    with pytest.raises(TypeError, match="a bug"):
+        build_model(_model().model_config())
+
+
+def test_duplicate_task_names_are_refused() -> None:
+    with pytest.raises(ConfigError, match="task 'r' is given twice"):
+        HardSharing(INPUTS, [*TASKS, Task("r", "binary")], SOURCE, SIZES)
 
 
 def test_batch_norm_takes_a_one_row_batch_in_training() -> None:
@@ -166,3 +195,62 @@ def test_batch_norm_takes_a_one_row_batch_in_training() -> None:
     out = model(_inputs(n_tab=1, n_other=1, n_pix=1))
     assert all(o.shape[0] == 1 and torch.isfinite(o).all() for o in out.values())
     sum(o.sum() for o in out.values()).backward()  # type: ignore[union-attr]
+
+
+#: names torch cannot take as module names, names that look like numbers, long and unicode names
+_AWKWARD = ["income.gt50k", "a/b", "..", ".", "1.0", " ", "été à Zürich", "x" * 300, "t0", "s1", "task_heads"]
+_NAMES = st.one_of(st.sampled_from(_AWKWARD), st.text(min_size=1, max_size=40))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    names=st.lists(_NAMES, min_size=1, max_size=4, unique=True),
+    sources=st.lists(_NAMES, min_size=1, max_size=2, unique=True),
+    data=st.data(),
+)
+def test_any_task_and_source_names_build_run_and_round_trip(
+    names: list[str], sources: list[str], data: st.DataObject
+) -> None:
+    kinds = ["regression", "binary", "multiclass", "multilabel"]
+    tasks = [Task(name, kinds[i % 4]) for i, name in enumerate(names)]
+    task_source = {name: data.draw(st.sampled_from(sources)) for name in names}
+    inputs = {s: InputSpec(dim=3) for s in sources}
+    sizes = {t.name: 3 for t in tasks if t.kind in ("multiclass", "multilabel")}
+    torch.manual_seed(0)
+    model = HardSharing(inputs, tasks, task_source, sizes, hidden=(4,)).eval()
+    x = {s: torch.randn(5, 3) for s in sources}
+    out = model(x)
+    assert list(out) == names
+    assert list(model.task_parameters()) == names
+    shared = {id(p) for p in model.shared_parameters()}
+    own = {id(p) for ps in model.task_parameters().values() for p in ps}
+    assert shared | own == {id(p) for p in model.parameters()} and not shared & own
+
+    with tempfile.TemporaryDirectory() as run_dir:
+        save_model(model, Path(run_dir))
+        loaded = load_model(Path(run_dir))
+    assert isinstance(loaded, HardSharing)
+    assert loaded.model_config() == model.model_config()
+    again = loaded(x)
+    for name in names:
+        torch.testing.assert_close(again[name], out[name], rtol=0, atol=0)
+
+
+def test_a_version_1_state_dict_keyed_by_name_still_loads() -> None:
+    """Files written before heads and encoders were keyed by position."""
+    model = _model().eval()
+    keys = {v: k for k, v in {**model.source_keys, **model.head_keys}.items()}
+    old = {}
+    for key, value in model.state_dict().items():
+        parts = key.split(".", 2)
+        if parts[0] in ("encoders", "task_heads"):
+            parts[1] = keys[parts[1]]
+        old[".".join(parts)] = value
+    assert "task_heads.img.weight" in old and "encoders.pix.features.0.weight" in old
+    torch.manual_seed(1)
+    fresh = HardSharing(INPUTS, TASKS, SOURCE, SIZES)
+    fresh.load_state_dict(fresh.state_dict_from_v1(old))
+    fresh.eval()
+    x = _inputs()
+    for task, out in model(x).items():
+        torch.testing.assert_close(fresh(x)[task], out)

@@ -48,6 +48,8 @@ class InputSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> InputSpec:
+        if not isinstance(d, dict) or not {"dim", "image_shape"} & set(d):
+            raise ConfigError(f"an input is {{'dim': D}} or {{'image_shape': [C, H, W]}}, got {d!r}")
         if d.get("image_shape") is not None:
             c, h, w = d["image_shape"]
             return cls(image_shape=(int(c), int(h), int(w)))
@@ -66,6 +68,10 @@ class HardSharing(nn.Module):
     The shared part (:meth:`shared_parameters`) is every encoder and the trunk; the task part
     (:meth:`task_parameters`) is each task's head. A source's encoder only gets gradient from the tasks that
     read it. Defaults: ``hidden=(128, 64)``, ``dropout=0.0``, ``activation="relu"``, ``norm="none"``.
+
+    Any task or source name works (dots, slashes, unicode): modules are keyed by position, the encoder of
+    the i-th source is ``encoders.s{i}`` and the head of the i-th task ``task_heads.t{i}``
+    (:attr:`source_keys`, :attr:`head_keys`).
     """
 
     def __init__(
@@ -90,6 +96,11 @@ class HardSharing(nn.Module):
             raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
         check_activation(activation)
         check_norm(norm)
+        seen: set[str] = set()
+        for task in tasks:
+            if task.name in seen:
+                raise ConfigError(f"task {task.name!r} is given twice")
+            seen.add(task.name)
         for task in tasks:
             source = task_source.get(task.name)
             if source not in inputs:
@@ -111,16 +122,21 @@ class HardSharing(nn.Module):
         self.activation = activation
         self.norm = norm
 
+        # module names by position: a name with a dot (or empty after all) cannot be a torch module name
+        self.source_keys = {source: f"s{i}" for i, source in enumerate(self.inputs)}
+        self.head_keys = {t.name: f"t{i}" for i, t in enumerate(tasks)}
+
         self.encoders = nn.ModuleDict()
-        for source, spec in inputs.items():
+        for source, spec in self.inputs.items():
             if spec.image_shape is not None:
-                self.encoders[source] = ConvEncoder(spec.image_shape, hidden[0], activation, norm, dropout)
+                encoder: nn.Module = ConvEncoder(spec.image_shape, hidden[0], activation, norm, dropout)
             else:
                 assert spec.dim is not None
-                self.encoders[source] = dense(spec.dim, hidden[0], activation, norm, dropout)
+                encoder = dense(spec.dim, hidden[0], activation, norm, dropout)
+            self.encoders[self.source_keys[source]] = encoder
         self.trunk = MLP(hidden, activation, norm, dropout)
         self.task_heads = nn.ModuleDict(
-            {t.name: nn.Linear(hidden[-1], self.output_sizes[t.name]) for t in tasks}
+            {self.head_keys[t.name]: nn.Linear(hidden[-1], self.output_sizes[t.name]) for t in tasks}
         )
         self._scalar_groups: dict[str, list[str]] = {}  # source -> its tasks with a one-output head
         for t in tasks:
@@ -134,8 +150,8 @@ class HardSharing(nn.Module):
         All sources pass the trunk together (one concatenated batch), so a source with 0 rows still costs
         nothing and still connects its encoder to the graph.
         """
-        sources = list(self.encoders)
-        encoded = [self.encoders[s](inputs[s]) for s in sources]
+        sources = list(self.inputs)
+        encoded = [self.encoders[self.source_keys[s]](inputs[s]) for s in sources]
         sizes = [int(e.shape[0]) for e in encoded]
         shared = self.trunk(torch.cat(encoded, dim=0))
         return dict(zip(sources, torch.split(shared, sizes, dim=0), strict=True))
@@ -149,14 +165,15 @@ class HardSharing(nn.Module):
         """
         outputs: dict[str, torch.Tensor] = {}
         for source, names in self._scalar_groups.items():
-            heads = [cast(nn.Linear, self.task_heads[n]) for n in names]
+            heads = [cast(nn.Linear, self.task_heads[self.head_keys[n]]) for n in names]
             weight = torch.cat([h.weight for h in heads])
             bias = torch.cat([h.bias for h in heads])
             columns = nn.functional.linear(representation[source], weight, bias).unbind(dim=1)
             outputs.update(zip(names, columns, strict=True))
         for task in self.tasks:
             if task.kind not in _SCALAR_KINDS:
-                outputs[task.name] = self.task_heads[task.name](representation[self.task_source[task.name]])
+                head = self.task_heads[self.head_keys[task.name]]
+                outputs[task.name] = head(representation[self.task_source[task.name]])
         return {t.name: outputs[t.name] for t in self.tasks}
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -170,7 +187,21 @@ class HardSharing(nn.Module):
 
     def task_parameters(self) -> dict[str, list[nn.Parameter]]:
         """Each task's own parameters (its head)."""
-        return {name: list(head.parameters()) for name, head in self.task_heads.items()}
+        return {name: list(self.task_heads[key].parameters()) for name, key in self.head_keys.items()}
+
+    def state_dict_from_v1(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``state`` as saved by file version 1 (encoders and heads keyed by name) with today's keys.
+
+        Version 1 could not hold a name with a dot, so ``encoders.NAME.rest`` splits unambiguously.
+        """
+        renamed = {"encoders": self.source_keys, "task_heads": self.head_keys}
+        upgraded: dict[str, torch.Tensor] = {}
+        for key, value in state.items():
+            parts = key.split(".", 2)
+            if len(parts) == 3 and parts[0] in renamed:
+                parts[1] = renamed[parts[0]].get(parts[1], parts[1])
+            upgraded[".".join(parts)] = value
+        return upgraded
 
     # ---- description, to rebuild the model next to its weights --------------------------------------------
     def model_config(self) -> dict[str, Any]:
@@ -189,14 +220,12 @@ class HardSharing(nn.Module):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> HardSharing:
-        """The model described by :meth:`model_config` (with fresh weights)."""
-        return cls(
-            inputs={s: InputSpec.from_dict(d) for s, d in config["inputs"].items()},
-            tasks=[Task.from_dict(d) for d in config["tasks"]],
-            task_source=dict(config["task_source"]),
-            output_sizes={t: int(k) for t, k in config["output_sizes"].items()},
-            hidden=tuple(config["hidden"]),
-            dropout=float(config["dropout"]),
-            activation=str(config["activation"]),
-            norm=str(config["norm"]),
-        )
+        """The model described by :meth:`model_config` (with fresh weights).
+
+        The entries other than ``model`` are the constructor's arguments (:func:`multitask.nn.build_model`
+        checks their names first); ``inputs`` and ``tasks`` are given as dicts.
+        """
+        options = {k: v for k, v in config.items() if k != "model"}
+        options["inputs"] = {s: InputSpec.from_dict(d) for s, d in options["inputs"].items()}
+        options["tasks"] = [Task.from_dict(d) for d in options["tasks"]]
+        return cls(**options)
