@@ -64,7 +64,7 @@ def test_round_trip_loads_weights_only(tmp_path: Path) -> None:
     torch.load(path, weights_only=True)  # no pickled objects
     loaded = load_checkpoint(path)
     assert loaded["epoch"] == 3 and loaded["history"] == _state()["history"]
-    assert loaded["format"] == "multitask-checkpoint" and loaded["version"] == 1
+    assert loaded["format"] == "multitask-checkpoint" and loaded["version"] == 2
     for k, v in _state()["model"].items():
         assert torch.equal(loaded["model"][k], v)
 
@@ -191,6 +191,63 @@ def test_saved_model_predicts_the_same(tmp_path: Path) -> None:
         assert torch.equal(loaded(x)[task], out)
 
 
+def _by_name(model: HardSharing, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with the keys of file version 1: encoders and heads by name."""
+    names = {key: name for name, key in {**model.source_keys, **model.head_keys}.items()}
+    renamed = {}
+    for key, value in state.items():
+        parts = key.split(".", 2)
+        if parts[0] in ("encoders", "task_heads"):
+            parts[1] = names[parts[1]]
+        renamed[".".join(parts)] = value
+    return renamed
+
+
+def test_a_version_1_model_still_loads(tmp_path: Path) -> None:
+    model = _model().eval()
+    save_model(model, tmp_path)
+    state = _by_name(model, model.state_dict())
+    assert "task_heads.c.weight" in state and "encoders.s.0.weight" in state
+    torch.save({"format": "multitask-model", "version": 1, "state": state}, tmp_path / MODEL_FILE)
+    loaded = load_model(tmp_path)
+    x = {"s": torch.randn(5, 4)}
+    for task, out in model(x).items():
+        assert torch.equal(loaded(x)[task], out)
+
+
+def test_a_version_1_checkpoint_resumes(tmp_path: Path) -> None:
+    """Resuming after epoch 1 of a version 1 checkpoint ends where an uninterrupted run does."""
+    full = fit(_model(), TASKS, _data(), _data(), _config(), run_dir=tmp_path / "full")
+    fit(_model(), TASKS, _data(), _data(), _config(epochs=1), run_dir=tmp_path / "old")
+    ckpt = load_checkpoint(tmp_path / "old" / CHECKPOINT_FILE)
+    model = _model()
+    ckpt["model"], ckpt["best_model"] = _by_name(model, ckpt["model"]), _by_name(model, ckpt["best_model"])
+    ckpt["version"], ckpt["config"] = 1, _config().model_dump()
+    del ckpt["config"]["monitor"]  # version 1 had no such option
+    torch.save(ckpt, tmp_path / "old" / CHECKPOINT_FILE)
+    resumed = fit(_model(), TASKS, _data(), _data(), _config(), run_dir=tmp_path / "old", resume=True)
+    assert resumed.history == [
+        {**h, "seconds": resumed.history[i]["seconds"]} for i, h in enumerate(full.history)
+    ]
+    for k, v in full.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[k], v), k
+
+
+def test_model_json_is_strict_and_read_strictly(tmp_path: Path) -> None:
+    save_model(_model(), tmp_path)
+    text = (tmp_path / MODEL_CONFIG_FILE).read_text()
+    json.loads(text, parse_constant=_refuse)
+    (tmp_path / MODEL_CONFIG_FILE).write_text(text.replace('"dropout": 0.0', '"dropout": NaN'))
+    with pytest.raises(
+        CheckpointError, match=f"{MODEL_CONFIG_FILE}: not a model description: NaN is not JSON"
+    ):
+        load_model(tmp_path)
+
+
+def _refuse(constant: str) -> None:
+    raise AssertionError(f"{constant} in a JSON file")
+
+
 def test_load_model_errors_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=MODEL_CONFIG_FILE):
         load_model(tmp_path)
@@ -204,6 +261,10 @@ def test_load_model_errors_name_the_file(tmp_path: Path) -> None:
     (tmp_path / MODEL_CONFIG_FILE).write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="do not fit"):
         load_model(tmp_path)
+    (tmp_path / MODEL_CONFIG_FILE).write_text(json.dumps({**config, "hiddn": [8]}))
+    with pytest.raises(CheckpointError, match=f"{MODEL_CONFIG_FILE}: .*unexpected keyword argument 'hiddn'"):
+        load_model(tmp_path)
+    save_model(_model(), tmp_path)
     save_checkpoint(tmp_path / MODEL_FILE, _state())  # a checkpoint is not a saved model
     with pytest.raises(CheckpointError, match="multitask-model"):
         load_model(tmp_path)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,9 +18,21 @@ from torch import nn
 
 from multitask import Task
 from multitask.data.arrays import Arrays
-from multitask.errors import ConfigError, DataError
+from multitask.errors import ConfigError, DataError, TrainingDivergedError
 from multitask.nn import HardSharing, InputSpec
-from multitask.train import FitResult, StaticWeights, TrainConfig, fit, masked_loss_sum, validation_losses
+from multitask.train import (
+    CHECKPOINT_FILE,
+    LOG_FILE,
+    MODEL_CONFIG_FILE,
+    MODEL_FILE,
+    FitResult,
+    StaticWeights,
+    TrainConfig,
+    fit,
+    load_checkpoint,
+    masked_loss_sum,
+    validation_losses,
+)
 
 TASKS = [Task("r", "regression"), Task("b", "binary", weight=0.5)]
 
@@ -80,7 +94,7 @@ def test_training_learns_the_tasks(tmp_path: Path) -> None:
     again = validation_losses(result.model, TASKS, valid)
     assert again == pytest.approx(best, rel=1e-5)
     # one JSON line per epoch
-    lines = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    lines = [_strict_json(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == list(range(1, 16))
     assert set(lines[0]) == {"epoch", "train", "valid", "valid_total", "lr", "seconds"}
     assert lines[3]["train"] == pytest.approx(result.history[3]["train"])
@@ -155,11 +169,12 @@ def test_a_task_without_labels_in_training_contributes_nothing() -> None:
     valid.targets["none"], valid.masks["none"] = np.zeros(60, np.float32), np.zeros(60, bool)
     train.task_source["none"] = valid.task_source["none"] = "s"
     model = _model(tasks)
-    head = {k: v.clone() for k, v in model.task_heads["none"].state_dict().items()}
+    head = [p.detach().clone() for p in model.task_parameters()["none"]]
     result = fit(model, tasks, train, valid, _config(epochs=2, optimizer="sgd", lr=0.05))
     assert result.history[-1]["train"]["none"] is None and result.history[-1]["valid"]["none"] is None
-    for k, v in result.model.task_heads["none"].state_dict().items():  # zero gradient, plain sgd: unchanged
-        assert torch.equal(v, head[k])
+    after = result.model.task_parameters()["none"]  # type: ignore[operator]
+    for p, before in zip(after, head, strict=True):  # zero gradient, plain sgd: unchanged
+        assert torch.equal(p, before)
 
 
 @pytest.mark.parametrize("kind", ["regression", "binary", "multiclass", "multilabel"])
@@ -292,3 +307,172 @@ def test_masked_targets_never_reach_training() -> None:
     for k, v in a.model.state_dict().items():
         assert torch.equal(b.model.state_dict()[k], v), k
     assert a.history == [{**h, "seconds": a.history[i]["seconds"]} for i, h in enumerate(b.history)]
+
+
+def _strict_json(text: str) -> Any:
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is not strict JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+# ---- a run that diverges stops, and never saves weights that no epoch produced ---------------------------------
+@pytest.mark.parametrize(
+    ("options", "value"),
+    [({"optimizer": "sgd", "lr": 1e8}, "inf"), ({"optimizer": "adam", "lr": 1e30}, "nan")],
+)
+def test_a_diverging_run_raises_naming_the_task_and_epoch(
+    tmp_path: Path, options: dict[str, object], value: str
+) -> None:
+    train, valid = _problem(n=200)
+    tasks = [Task("income.gt50k", "regression")]  # the tiny regression problem, under an awkward name
+    for data in (train, valid):
+        data.targets["income.gt50k"], data.masks["income.gt50k"] = data.targets["r"], data.masks["r"]
+        data.task_source["income.gt50k"] = "s"
+    with pytest.raises(TrainingDivergedError) as info:
+        fit(_model(tasks), tasks, train, valid, _config(epochs=3, **options), run_dir=tmp_path)
+    message = str(info.value)
+    assert message.startswith(
+        f"training diverged: task 'income.gt50k' has a non-finite loss ({value}) at epoch 1, step "
+    )
+    assert "no epoch completed, so there is no checkpoint" in message and "\n" not in message
+    assert not (tmp_path / MODEL_FILE).exists() and not (tmp_path / MODEL_CONFIG_FILE).exists()
+    assert not (tmp_path / CHECKPOINT_FILE).exists()
+    assert (tmp_path / LOG_FILE).read_text() == ""
+
+
+class _PoisonAt:
+    """Static weights, but the combined loss of the ``step``-th call is multiplied by NaN: the weights
+    become NaN in that step."""
+
+    def __init__(self, step: int) -> None:
+        self.step, self.calls = step, 0
+
+    def combine(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        self.calls += 1
+        total = torch.stack([losses["r"], 0.5 * losses["b"]]).sum()
+        return total * float("nan") if self.calls == self.step else total
+
+
+@pytest.mark.parametrize("where", ["mid-epoch", "last step"])
+def test_a_run_that_diverges_later_keeps_the_last_good_checkpoint(tmp_path: Path, where: str) -> None:
+    train, valid = _problem(n=300)  # 240 training rows, batches of 32: 8 steps an epoch
+    steps = 8
+    poisoned = 2 * steps + 3 if where == "mid-epoch" else 2 * steps  # epoch 3, step 3; or epoch 2's last
+    with pytest.raises(TrainingDivergedError) as info:
+        fit(_model(), TASKS, train, valid, _config(epochs=5), run_dir=tmp_path, balancer=_PoisonAt(poisoned))
+    if where == "mid-epoch":  # the next step's loss is NaN
+        good, expected = 2, "task 'r' has a non-finite loss (nan) at epoch 3, step 4"
+    else:  # no step left in the epoch to see it: the weights are checked at the end of each epoch
+        good, expected = 1, "parameter 'encoders.s0.0.weight' became non-finite in epoch 2"
+    checkpoint = tmp_path / CHECKPOINT_FILE
+    assert str(info.value) == (
+        f"training diverged: {expected}; the last good checkpoint (epoch {good}) is kept in {checkpoint}; "
+        "lower the learning rate (lr) or check the targets"
+    )
+    saved = load_checkpoint(checkpoint)
+    assert saved["epoch"] == good and len(saved["history"]) == good
+    assert all(torch.isfinite(v).all() for v in saved["model"].values())
+    assert len((tmp_path / LOG_FILE).read_text().splitlines()) == good
+    assert not (tmp_path / MODEL_FILE).exists()
+
+
+def test_a_non_finite_validation_loss_is_divergence(tmp_path: Path) -> None:
+    train, valid = _problem(n=200)
+    valid.targets["r"] = np.where(valid.masks["r"], np.float32(3e38), 0).astype(np.float32)  # squares to inf
+    with pytest.raises(
+        TrainingDivergedError,
+        match=r"^training diverged: task 'r' has a non-finite validation loss \(inf\) after epoch 1; no epoch",
+    ):
+        fit(_model(), TASKS, train, valid, _config(epochs=3), run_dir=tmp_path)
+    assert not (tmp_path / MODEL_FILE).exists() and not (tmp_path / CHECKPOINT_FILE).exists()
+
+
+def test_a_task_weight_must_be_finite() -> None:
+    train, valid = _problem(n=100)
+    tasks = [TASKS[0], Task("b", "binary", weight=float("inf"))]
+    with pytest.raises(ConfigError, match="task 'b': weight must be finite, got inf"):
+        fit(_model(tasks), tasks, train, valid, _config(epochs=1))
+
+
+def test_the_kept_weights_are_a_completed_epochs_never_the_initial_ones() -> None:
+    """Validation gets worse from the first epoch on: epoch 1 is the best, and its weights are returned."""
+    train, valid = _problem(n=300, flip_valid=True)
+    initial = _model().state_dict()
+    result = fit(_model(), TASKS, train, valid, _config(epochs=10, patience=2))
+    assert result.best_epoch == 1 + int(np.argmin([h["valid_total"] for h in result.history])) >= 1
+    assert not all(torch.equal(v, initial[k]) for k, v in result.model.state_dict().items())
+    assert validation_losses(result.model, TASKS, valid) == pytest.approx(
+        result.history[result.best_epoch - 1]["valid"], rel=1e-5
+    )
+
+
+# ---- tasks without validation labels -----------------------------------------------------------------------
+def _without_valid_labels(valid: Arrays, *names: str) -> None:
+    for name in names:
+        valid.masks[name] = np.zeros_like(valid.masks[name])
+        valid.targets[name] = np.zeros_like(valid.targets[name])
+
+
+def test_no_validation_labels_at_all_is_no_validation(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    train, valid = _problem(n=200)
+    _without_valid_labels(valid, "r", "b")
+    with caplog.at_level(logging.WARNING, logger="multitask.train"):
+        result = fit(_model(), TASKS, train, valid, _config(epochs=3, patience=1), run_dir=tmp_path)
+    assert result.best_epoch == 3 and not result.stopped_early
+    assert all(h["valid"] == {"r": None, "b": None} and h["valid_total"] is None for h in result.history)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == ["no task has validation labels: no early stopping, the last epoch is kept"]
+    lines = [_strict_json(x) for x in (tmp_path / LOG_FILE).read_text().splitlines()]
+    assert [line["valid_total"] for line in lines] == [None, None, None]
+    assert load_checkpoint(tmp_path / CHECKPOINT_FILE)["best_score"] is None
+
+
+def test_a_task_without_validation_labels_is_named_once(caplog: pytest.LogCaptureFixture) -> None:
+    train, valid = _problem(n=200)
+    _without_valid_labels(valid, "b")
+    with caplog.at_level(logging.WARNING, logger="multitask.train"):
+        result = fit(_model(), TASKS, train, valid, _config(epochs=3))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == ["no validation labels for task 'b': early stopping follows the other tasks"]
+    assert all(h["valid_total"] == h["valid"]["r"] for h in result.history)
+
+
+# ---- monitor: early stopping on one task ---------------------------------------------------------------------
+@pytest.mark.parametrize("monitor", ["r", "b"])
+def test_monitor_follows_one_tasks_validation_loss(tmp_path: Path, monitor: str) -> None:
+    """Only b's validation labels are flipped: b gets worse while r improves."""
+    train, valid = _problem(n=400)
+    valid.targets["b"] = np.where(valid.masks["b"], 1 - valid.targets["b"], 0).astype(np.float32)
+    result = fit(
+        _model(), TASKS, train, valid, _config(epochs=12, patience=2, monitor=monitor), run_dir=tmp_path
+    )
+    followed = [h["valid"][monitor] for h in result.history]
+    assert result.best_epoch == 1 + int(np.argmin(followed))
+    assert result.stopped_early == (monitor == "b")
+    assert validation_losses(result.model, TASKS, valid)[monitor] == pytest.approx(
+        followed[result.best_epoch - 1], rel=1e-5
+    )
+    assert load_checkpoint(tmp_path / CHECKPOINT_FILE)["best_score"] == pytest.approx(min(followed))
+
+
+def test_monitor_must_be_a_task() -> None:
+    train, valid = _problem(n=100)
+    with pytest.raises(ConfigError, match=r"train option 'monitor': 'income' is not a task; tasks are: r, b"):
+        fit(_model(), TASKS, train, valid, _config(epochs=1, monitor="income"))
+
+
+def test_a_monitored_task_without_validation_labels_keeps_the_last_epoch(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    train, valid = _problem(n=200, flip_valid=True)
+    _without_valid_labels(valid, "r")
+    with caplog.at_level(logging.WARNING, logger="multitask.train"):
+        result = fit(_model(), TASKS, train, valid, _config(epochs=4, patience=1, monitor="r"))
+    assert result.best_epoch == 4 and not result.stopped_early
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "train option 'monitor': task 'r' has no validation labels: no early stopping, the last epoch is kept"
+    ]

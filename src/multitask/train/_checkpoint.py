@@ -7,7 +7,9 @@ A run directory holds
 * ``log.jsonl``: one JSON line per epoch.
 
 Each ``.pt`` file is a dict with a ``format`` marker and a ``version``; anything else (another program's
-file, a truncated file) raises :class:`~multitask.errors.CheckpointError` naming the file.
+file, a truncated file) raises :class:`~multitask.errors.CheckpointError` naming the file. Version 2 keys
+the encoders and heads of a hard-sharing model by position; version 1 files (keyed by name) still load.
+The JSON files are strict JSON: no ``NaN`` or ``Infinity``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from multitask.errors import CheckpointError
+from multitask.errors import CheckpointError, ConfigError
 
 CHECKPOINT_FILE = "checkpoint.pt"
 MODEL_FILE = "model.pt"
@@ -30,7 +32,9 @@ LOG_FILE = "log.jsonl"
 
 CHECKPOINT_FORMAT = "multitask-checkpoint"
 MODEL_FORMAT = "multitask-model"
-VERSION = 1
+VERSION = 2
+#: versions this library reads (see :func:`upgrade_state_dict`)
+READABLE_VERSIONS = (1, 2)
 
 
 def atomic_write(path: Path, write: Any) -> None:
@@ -84,11 +88,28 @@ def _load(path: Path, expected_format: str) -> dict[str, Any]:
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != expected_format:
         raise CheckpointError(f"{path}: not a {expected_format} file (no '{expected_format}' format marker)")
-    if payload.get("version") != VERSION:
+    if payload.get("version") not in READABLE_VERSIONS:
+        readable = ", ".join(str(v) for v in READABLE_VERSIONS)
         raise CheckpointError(
-            f"{path}: {expected_format} version {payload.get('version')!r}; this library reads version {VERSION}"
+            f"{path}: {expected_format} version {payload.get('version')!r}; this library reads versions {readable}"
         )
     return payload
+
+
+def upgrade_state_dict(model: nn.Module, state: dict[str, Any], version: int) -> dict[str, Any]:
+    """A state dict saved by file ``version`` with the keys ``model`` has today.
+
+    Version 1 keyed a hard-sharing model's encoders and heads by name (the only architecture then).
+    """
+    from multitask.nn import HardSharing
+
+    if version == 1 and isinstance(model, HardSharing):
+        return model.state_dict_from_v1(state)
+    return state
+
+
+def _not_json(constant: str) -> None:
+    raise ValueError(f"{constant} is not JSON")
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -111,7 +132,7 @@ def save_model(model: nn.Module, run_dir: Path) -> None:
     """Write ``run_dir/model.pt`` (weights) and ``run_dir/model.json`` (``model.model_config()``)."""
     run_dir = Path(run_dir)
     config = model.model_config()  # type: ignore[operator]
-    text = json.dumps(config, indent=2) + "\n"
+    text = json.dumps(config, indent=2, allow_nan=False) + "\n"
     atomic_write_bytes(run_dir / MODEL_CONFIG_FILE, text.encode())
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     _save(run_dir / MODEL_FILE, {"format": MODEL_FORMAT, "version": VERSION, "state": state})
@@ -124,17 +145,20 @@ def load_model(run_dir: Path, map_location: str | torch.device = "cpu") -> nn.Mo
     run_dir = Path(run_dir)
     config_path = run_dir / MODEL_CONFIG_FILE
     try:
-        config = json.loads(config_path.read_text())
+        config = json.loads(config_path.read_text(), parse_constant=_not_json)
     except FileNotFoundError:
         raise CheckpointError(f"{config_path}: no such file (no trained model in {run_dir})") from None
     except (OSError, ValueError) as e:
         raise CheckpointError(f"{config_path}: not a model description: {e}") from None
     if not isinstance(config, dict):
         raise CheckpointError(f"{config_path}: not a model description (expected a JSON object)")
-    model = build_model(config)
+    try:
+        model = build_model(config)
+    except ConfigError as e:
+        raise CheckpointError(f"{config_path}: {e}") from None
     payload = _load(run_dir / MODEL_FILE, MODEL_FORMAT)
     try:
-        model.load_state_dict(payload["state"])
+        model.load_state_dict(upgrade_state_dict(model, payload["state"], payload["version"]))
     except (KeyError, RuntimeError) as e:
         raise CheckpointError(f"{run_dir / MODEL_FILE}: weights do not fit {config_path}: {e}") from None
     return model.to(map_location).eval()

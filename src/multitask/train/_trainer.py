@@ -15,6 +15,7 @@ import contextlib
 import inspect
 import json
 import logging
+import math
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -29,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from multitask.data.arrays import Arrays
 from multitask.data.sampling import Sampler, steps_per_epoch
-from multitask.errors import CheckpointError, ConfigError, DataError
+from multitask.errors import CheckpointError, ConfigError, DataError, TrainingDivergedError
 from multitask.registry import OPTIMIZERS, SAMPLERS, SCHEDULES
 from multitask.tasks import Task
 from multitask.train._balancer import Balancer, GradientBalancer, StaticWeights
@@ -39,6 +40,7 @@ from multitask.train._checkpoint import (
     load_checkpoint,
     save_checkpoint,
     save_model,
+    upgrade_state_dict,
 )
 from multitask.train._distributed import Distributed, setup_distributed
 from multitask.train.config import TrainConfig
@@ -75,12 +77,18 @@ def fit(
 
     Each step the loss of task ``t`` is ``Σ_{labelled rows} loss_t / (labelled rows of t in the batch)``;
     a task without labels in the batch contributes 0. The balancer (default ``StaticWeights`` from
-    ``task.weight``) combines the task losses. With ``run_dir`` every epoch appends to ``log.jsonl`` and
-    rewrites ``checkpoint.pt``; at the end ``model.pt``/``model.json`` hold the best weights. ``resume``
-    continues from ``checkpoint.pt`` to the same result as an uninterrupted run.
+    ``task.weight``) combines the task losses. Early stopping follows ``config.monitor``'s validation loss
+    alone when it is set; the kept weights are always those of a completed epoch (the last one without
+    validation labels). With ``run_dir`` every epoch appends to ``log.jsonl`` and rewrites
+    ``checkpoint.pt``; at the end ``model.pt``/``model.json`` hold the best weights. ``resume`` continues
+    from ``checkpoint.pt`` to the same result as an uninterrupted run.
+
+    A non-finite task loss in a training step, a non-finite validation loss or non-finite weights raise
+    :class:`~multitask.errors.TrainingDivergedError` naming the task and epoch: the checkpoint of the last
+    completed epoch is kept, and no ``model.pt`` is written.
     """
     ddp = setup_distributed()
-    _check_inputs(model, tasks, train, valid)
+    _check_inputs(model, tasks, train, valid, config.monitor)
     balancer = balancer if balancer is not None else StaticWeights.from_tasks(tasks)
     sampler = sampler if sampler is not None else make_sampler(config)
     weights = {t.name: t.weight for t in tasks}
@@ -102,8 +110,9 @@ def fit(
     scheduler = SCHEDULES.get(config.schedule)(optimizer, config.epochs)
 
     # ---- state, fresh or from the last checkpoint -------------------------------------------------------------
-    start_epoch, best_score, best_epoch, bad_epochs = 0, float("inf"), 0, 0
-    best_model: dict[str, torch.Tensor] = _cpu_state(model)
+    start_epoch, best_epoch, bad_epochs = 0, 0, 0
+    best_score: float | None = None  # None: nothing scored yet, so the first completed epoch is the best
+    best_model: dict[str, torch.Tensor] | None = None
     history: list[dict[str, Any]] = []
     if resume and run_dir is None:
         raise ConfigError("resume needs the run directory of the run to continue")
@@ -115,13 +124,16 @@ def fit(
         ckpt = load_checkpoint(Path(run_dir) / CHECKPOINT_FILE)
         _check_same_config(ckpt.get("config", {}), config, Path(run_dir) / CHECKPOINT_FILE)
         try:
-            model.load_state_dict(ckpt["model"])
+            model.load_state_dict(upgrade_state_dict(model, ckpt["model"], ckpt["version"]))
             optimizer.load_state_dict(ckpt["optimizer"])
             scheduler.load_state_dict(ckpt["scheduler"])
             if ckpt.get("balancer") is not None and hasattr(balancer, "load_state_dict"):
                 balancer.load_state_dict(ckpt["balancer"])
             start_epoch, best_epoch, bad_epochs = ckpt["epoch"], ckpt["best_epoch"], ckpt["bad_epochs"]
-            best_score, best_model, history = ckpt["best_score"], ckpt["best_model"], ckpt["history"]
+            best_model = upgrade_state_dict(model, ckpt["best_model"], ckpt["version"])
+            best_score, history = ckpt["best_score"], ckpt["history"]
+            if best_score is not None and not math.isfinite(best_score):
+                best_score = None  # version 1 started from inf
         except (KeyError, ValueError, RuntimeError) as e:
             raise CheckpointError(
                 f"{Path(run_dir) / CHECKPOINT_FILE}: does not fit this model: {e}"
@@ -130,7 +142,9 @@ def fit(
     if main:
         assert run_dir is not None
         Path(run_dir).mkdir(parents=True, exist_ok=True)
-        (Path(run_dir) / LOG_FILE).write_text("".join(json.dumps(r) + "\n" for r in history))
+        (Path(run_dir) / LOG_FILE).write_text("".join(_json_line(r) for r in history))
+    if valid is not None and ddp.is_main:
+        _warn_unlabelled(tasks, valid, config.monitor)
 
     steps = steps_per_epoch(train, config.batch_size)
     progress = _progress_bar(config.progress and ddp.is_main and sys.stderr.isatty())
@@ -150,7 +164,7 @@ def fit(
             )
             bar = progress.add_task(f"epoch {epoch + 1}/{config.epochs}", total=steps) if progress else None
 
-            for rows in sampler.batches(train, config.batch_size, epoch, config.seed):
+            for step, rows in enumerate(sampler.batches(train, config.batch_size, epoch, config.seed), 1):
                 # labelled rows per task in the GLOBAL batch: the same on every rank, no communication
                 count = {t.name: int(train.masks[t.name][rows[source_of[t.name]]].sum()) for t in tasks}
                 batch = train.take(ddp.shard(rows)).to(ddp.device)
@@ -158,6 +172,7 @@ def fit(
                 sums_local = task_loss_sums(tasks, outputs, batch.targets, batch.masks)
                 local = {t.name: sums_local[t.name] / max(count[t.name], 1) for t in tasks}
                 losses, values = _global_losses(local, ddp)
+                _check_step(tasks, values, epoch, step, run_dir)  # all-reduced values: all ranks agree
                 optimizer.zero_grad(set_to_none=True)
                 write_gradient(losses)
                 optimizer.step()
@@ -173,12 +188,23 @@ def fit(
             scheduler.step()
 
             # ---- validation, early stopping, log and checkpoint ------------------------------------------------
+            bad = _non_finite_parameter(model)
+            if bad is not None:
+                raise _diverged(f"parameter {bad!r} became non-finite in epoch {epoch + 1}", epoch, run_dir)
             train_losses = {t.name: _mean(sums[i], counts[i]) for i, t in enumerate(tasks)}
             valid_losses = validation_losses(model, tasks, valid, ddp) if valid is not None else {}
-            valid_total = _weighted_total(valid_losses, weights) if valid is not None else None
-            if valid_total is None or valid_total < best_score:
-                best_score = valid_total if valid_total is not None else best_score
-                best_epoch, best_model, bad_epochs = epoch + 1, _cpu_state(model), 0
+            for task_name, value in valid_losses.items():
+                if value is not None and not math.isfinite(value):
+                    raise _diverged(
+                        f"task {task_name!r} has a non-finite validation loss ({value}) after epoch {epoch + 1}",
+                        epoch,
+                        run_dir,
+                    )
+            valid_total = _weighted_total(valid_losses, weights)
+            score = valid_losses.get(config.monitor) if config.monitor is not None else valid_total
+            if score is None or best_score is None or score < best_score:
+                # no score (no validation labels): the last epoch is kept
+                best_score, best_epoch, best_model, bad_epochs = score, epoch + 1, _cpu_state(model), 0
             else:
                 bad_epochs += 1
             record = {
@@ -194,7 +220,7 @@ def fit(
             if main:
                 assert run_dir is not None
                 with open(Path(run_dir) / LOG_FILE, "a") as f:
-                    f.write(json.dumps(record) + "\n")
+                    f.write(_json_line(record))
                 save_checkpoint(
                     Path(run_dir) / CHECKPOINT_FILE,
                     {
@@ -214,6 +240,10 @@ def fit(
             if progress is not None and bar is not None:
                 progress.remove_task(bar)
 
+    if best_model is None or best_epoch < 1:  # only from a version 1 checkpoint of a run that diverged
+        raise TrainingDivergedError(
+            f"{Path(str(run_dir)) / CHECKPOINT_FILE}: no epoch of this run has a finite validation loss"
+        )
     model.load_state_dict(best_model)
     model.eval()
     if main:
@@ -382,9 +412,17 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
 
-def _check_inputs(model: nn.Module, tasks: list[Task], train: Arrays, valid: Arrays | None) -> None:
+def _check_inputs(
+    model: nn.Module, tasks: list[Task], train: Arrays, valid: Arrays | None, monitor: str | None
+) -> None:
     if not tasks:
         raise ConfigError("no tasks to train")
+    names = [t.name for t in tasks]
+    if monitor is not None and monitor not in names:
+        raise ConfigError(f"train option 'monitor': {monitor!r} is not a task; tasks are: {', '.join(names)}")
+    for t in tasks:
+        if not math.isfinite(t.weight):
+            raise ConfigError(f"task {t.name!r}: weight must be finite, got {t.weight}")
     model_tasks = getattr(model, "task_source", None)
     for data, which in ((train, "training"), (valid, "validation")):
         if data is None:
@@ -412,8 +450,67 @@ def _mean(total: torch.Tensor, count: torch.Tensor) -> float | None:
     return float(total / count) if count > 0 else None
 
 
-def _weighted_total(losses: dict[str, float | None], weights: dict[str, float]) -> float:
-    return float(sum(weights[t] * v for t, v in losses.items() if v is not None))
+def _weighted_total(losses: dict[str, float | None], weights: dict[str, float]) -> float | None:
+    """``Σ_t w_t · loss_t`` over the tasks with a loss; None when none has one (or there are no losses)."""
+    present = [(t, v) for t, v in losses.items() if v is not None]
+    return float(sum(weights[t] * v for t, v in present)) if present else None
+
+
+def _warn_unlabelled(tasks: list[Task], valid: Arrays, monitor: str | None) -> None:
+    """Say once which tasks cannot take part in early stopping: those without validation labels."""
+    unlabelled = [t.name for t in tasks if not valid.masks[t.name].any()]
+    if monitor is not None:
+        if monitor in unlabelled:
+            log.warning(
+                "train option 'monitor': task %r has no validation labels: no early stopping, "
+                "the last epoch is kept",
+                monitor,
+            )
+    elif len(unlabelled) == len(tasks):
+        log.warning("no task has validation labels: no early stopping, the last epoch is kept")
+    elif unlabelled:
+        log.warning(
+            "no validation labels for %s: early stopping follows the other tasks",
+            ", ".join(f"task {name!r}" for name in unlabelled),
+        )
+
+
+def _non_finite_parameter(model: nn.Module) -> str | None:
+    """The name of the first parameter with a non-finite value, or None (one device sync for all)."""
+    named = list(model.named_parameters())
+    if not named:
+        return None
+    finite = torch.stack([p.detach().isfinite().all() for _, p in named]).cpu()
+    if bool(finite.all()):
+        return None
+    return named[int((~finite).nonzero()[0])][0]
+
+
+def _check_step(tasks: list[Task], values: torch.Tensor, epoch: int, step: int, run_dir: Path | None) -> None:
+    """Raise TrainingDivergedError naming the first task whose loss in this step is not finite."""
+    finite = values.isfinite()
+    if bool(finite.all()):
+        return
+    i = int((~finite).nonzero()[0])
+    loss = f"task {tasks[i].name!r} has a non-finite loss ({float(values[i])})"
+    raise _diverged(f"{loss} at epoch {epoch + 1}, step {step}", epoch, run_dir)
+
+
+def _diverged(what: str, epoch: int, run_dir: Path | None) -> TrainingDivergedError:
+    """The error for a run that diverged in (0-based) ``epoch``: ``epoch`` epochs completed before it."""
+    if run_dir is None:
+        kept = ""
+    elif epoch > 0:
+        kept = f"; the last good checkpoint (epoch {epoch}) is kept in {Path(run_dir) / CHECKPOINT_FILE}"
+    else:
+        kept = "; no epoch completed, so there is no checkpoint"
+    advice = "lower the learning rate (lr) or check the targets"
+    return TrainingDivergedError(f"training diverged: {what}{kept}; {advice}")
+
+
+def _json_line(record: dict[str, Any]) -> str:
+    """One line of ``log.jsonl``: strict JSON, an undefined value is ``null`` (never NaN or Infinity)."""
+    return json.dumps(record, allow_nan=False) + "\n"
 
 
 def _fmt(losses: dict[str, float | None]) -> str:
