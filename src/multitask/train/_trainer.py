@@ -188,18 +188,10 @@ def fit(
             scheduler.step()
 
             # ---- validation, early stopping, log and checkpoint ------------------------------------------------
-            bad = _non_finite_parameter(model)
-            if bad is not None:
-                raise _diverged(f"parameter {bad!r} became non-finite in epoch {epoch + 1}", epoch, run_dir)
+            _check_weights(model, epoch, run_dir)  # the last step's update is seen by no loss of this epoch
             train_losses = {t.name: _mean(sums[i], counts[i]) for i, t in enumerate(tasks)}
             valid_losses = validation_losses(model, tasks, valid, ddp) if valid is not None else {}
-            for task_name, value in valid_losses.items():
-                if value is not None and not math.isfinite(value):
-                    raise _diverged(
-                        f"task {task_name!r} has a non-finite validation loss ({value}) after epoch {epoch + 1}",
-                        epoch,
-                        run_dir,
-                    )
+            _check_validation(valid_losses, epoch, run_dir)
             valid_total = _weighted_total(valid_losses, weights)
             score = valid_losses.get(config.monitor) if config.monitor is not None else valid_total
             if score is None or best_score is None or score < best_score:
@@ -475,17 +467,6 @@ def _warn_unlabelled(tasks: list[Task], valid: Arrays, monitor: str | None) -> N
         )
 
 
-def _non_finite_parameter(model: nn.Module) -> str | None:
-    """The name of the first parameter with a non-finite value, or None (one device sync for all)."""
-    named = list(model.named_parameters())
-    if not named:
-        return None
-    finite = torch.stack([p.detach().isfinite().all() for _, p in named]).cpu()
-    if bool(finite.all()):
-        return None
-    return named[int((~finite).nonzero()[0])][0]
-
-
 def _check_step(tasks: list[Task], values: torch.Tensor, epoch: int, step: int, run_dir: Path | None) -> None:
     """Raise TrainingDivergedError naming the first task whose loss in this step is not finite."""
     finite = values.isfinite()
@@ -494,6 +475,24 @@ def _check_step(tasks: list[Task], values: torch.Tensor, epoch: int, step: int, 
     i = int((~finite).nonzero()[0])
     loss = f"task {tasks[i].name!r} has a non-finite loss ({float(values[i])})"
     raise _diverged(f"{loss} at epoch {epoch + 1}, step {step}", epoch, run_dir)
+
+
+def _check_weights(model: nn.Module, epoch: int, run_dir: Path | None) -> None:
+    """Raise TrainingDivergedError naming the first parameter with a non-finite value (one device sync)."""
+    named = list(model.named_parameters())
+    finite = torch.stack([p.detach().isfinite().all() for _, p in named]).cpu() if named else torch.ones(0)
+    if bool(finite.all()):
+        return
+    name = named[int((~finite).nonzero()[0])][0]
+    raise _diverged(f"parameter {name!r} became non-finite in epoch {epoch + 1}", epoch, run_dir)
+
+
+def _check_validation(losses: dict[str, float | None], epoch: int, run_dir: Path | None) -> None:
+    """Raise TrainingDivergedError naming the first task whose validation loss is not finite."""
+    for task, value in losses.items():
+        if value is not None and not math.isfinite(value):
+            what = f"task {task!r} has a non-finite validation loss ({value}) after epoch {epoch + 1}"
+            raise _diverged(what, epoch, run_dir)
 
 
 def _diverged(what: str, epoch: int, run_dir: Path | None) -> TrainingDivergedError:
