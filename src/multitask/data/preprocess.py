@@ -134,14 +134,14 @@ def _column_kind(values: pd.Series, where: str, column: str) -> str:
     if isinstance(values.dtype, pd.CategoricalDtype):
         return "categorical"
     check_flat(values.to_frame(), where, [column])
-    present = values.notna().to_numpy()
-    parsed = pd.to_numeric(values, errors="coerce").notna().to_numpy() & present
-    text = present & ~parsed
-    if text.any() and parsed.sum() > text.sum():
-        pos = int(np.flatnonzero(text)[0])
+    counts = values.value_counts()  # parsing each distinct value once
+    number = pd.to_numeric(pd.Series(counts.index, dtype=object), errors="coerce").notna().to_numpy()
+    n_numbers, n_text = int(counts[number].sum()), int(counts[~number].sum())
+    if 0 < n_text < n_numbers:
+        pos = int(np.flatnonzero(values.isin(counts.index[~number]).to_numpy())[0])
         raise DataError(
             f"{where}: feature column {column!r} holds numbers, but {values.iloc[pos]!r} at row {values.index[pos]} "
-            f"is not a number ({int(text.sum())} of its {int(present.sum())} values are not); fix those cells, "
+            f"is not a number ({n_text} of its {n_text + n_numbers} values are not); fix those cells, "
             "or drop the column from the features"
         )
     return "categorical"
