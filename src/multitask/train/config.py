@@ -58,8 +58,7 @@ class TrainConfig(BaseModel):
     progress: bool = True
     """A progress bar on stderr (only when it is a terminal, and only on rank 0)."""
     monitor: str | None = None
-    """Early stopping and the kept weights follow this task's validation loss alone (the others are
-    auxiliary); None: the weighted total over tasks."""
+    """Early stopping and the kept weights follow this task's validation loss; None: the weighted total."""
 
     def __init__(self, **options: Any) -> None:
         try:
