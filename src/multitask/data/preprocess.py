@@ -5,7 +5,8 @@ non-numeric columns are one-hot encoded (a missing value is its own category; a 
 training encodes as all zeros); image sources are scaled to [0, 1]. NaN or inf in a numeric feature is an
 error, never imputed.
 
-A feature's type is what its values say, by the same rule in training and in data to predict on:
+A feature's type is what its values say; a stray string in a numeric column is an error in training data
+as it is in data to predict on:
 
 * a column of a numeric or boolean dtype is numeric;
 * a column of strings (or mixed objects) in which the values that parse as numbers (``pd.to_numeric``) are
