@@ -36,17 +36,20 @@ def test_train_wide_with_baseline_writes_the_run(wide_csv: Path, tmp_path: Path)
     assert set(metrics["tasks"]["y1"]) == {"rmse", "mae", "r2", "explained_variance"}
     assert set(metrics["tasks"]["y2"]) == {"auc", "accuracy", "f1", "recall"}
     assert set(metrics["tasks"]["cls"]) == {"accuracy", "macro_f1"}
-    assert set(metrics["baseline"]) == {"y1", "y2", "cls"}
+    stl = metrics["baselines"]["stl"]
+    assert set(stl["tasks"]) == {"y1", "y2", "cls"}
     # delta_m recomputed from the reported numbers
+    base = stl["tasks"]
     terms = [
-        -(metrics["tasks"]["y1"]["rmse"] - metrics["baseline"]["y1"]["rmse"]) / metrics["baseline"]["y1"]["rmse"],
-        (metrics["tasks"]["y2"]["auc"] - metrics["baseline"]["y2"]["auc"]) / metrics["baseline"]["y2"]["auc"],
-        (metrics["tasks"]["cls"]["accuracy"] - metrics["baseline"]["cls"]["accuracy"])
-        / metrics["baseline"]["cls"]["accuracy"],
+        -(metrics["tasks"]["y1"]["rmse"] - base["y1"]["rmse"]) / base["y1"]["rmse"],
+        (metrics["tasks"]["y2"]["auc"] - base["y2"]["auc"]) / base["y2"]["auc"],
+        (metrics["tasks"]["cls"]["accuracy"] - base["cls"]["accuracy"]) / base["cls"]["accuracy"],
     ]
-    assert metrics["delta_m"] == pytest.approx(100 * np.mean(terms))
+    assert stl["delta_m"] == pytest.approx(100 * np.mean(terms)) and stl["delta_m_tasks"] == 3
+    dirs = json.loads((out / "run.json").read_text())["task_dirs"]
+    assert dirs == {"y1": "000-y1", "y2": "001-y2", "cls": "002-cls"}
     for task in ("y1", "y2", "cls"):
-        assert (out / "baseline" / task / "model.pt").is_file()
+        assert (out / "baseline" / "stl" / dirs[task] / "model.pt").is_file()
 
 
 def test_evaluate_and_predict(wide_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -151,7 +154,7 @@ def test_demo_without_local_data_uses_generated_data_and_says_so(tmp_path: Path)
     assert "synthetic" in proc.stdout
     assert "delta_m" in proc.stdout
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
-    assert len(metrics["tasks"]) == 6 and "delta_m" in metrics
+    assert len(metrics["tasks"]) == 6 and "delta_m" in metrics["baselines"]["stl"]
 
 
 @pytest.mark.parametrize("name", ["l21", "mean-regularized", "trace-norm"])
@@ -160,10 +163,10 @@ def test_linear_models_share_the_data_forms_baselines_and_metrics(long_csv: Path
     assert main(["train", "--data", str(long_csv), "--task-column", "group", "--target", "y",
                  "--model", f"linear:{name}", "--baseline", "stl", "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["tasks"]) == {"g0", "g1", "g2", "g3"} and np.isfinite(metrics["delta_m"])
+    assert set(metrics["tasks"]) == {"g0", "g1", "g2", "g3"} and np.isfinite(metrics["baselines"]["stl"]["delta_m"])
     # the data are linear with little noise: a linear model fits them well
     assert metrics["mean"]["r2"] > 0.8
-    assert (out / "linear.npz").is_file() and (out / "baseline" / "g0" / "linear.npz").is_file()
+    assert (out / "linear.npz").is_file() and (out / "baseline" / "stl" / "000-g0" / "linear.npz").is_file()
     pred = tmp_path / "pred.csv"
     assert main(["predict", "--run", str(out), "--data", str(long_csv), "--output", str(pred)]) == 0
     assert pd.read_csv(pred)["prediction"].notna().all()

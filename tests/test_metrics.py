@@ -63,9 +63,11 @@ def test_delta_m_formula() -> None:
     assert delta_m(tasks, mtl, stl) == pytest.approx(100 / 2 * (0.1 + 0.1))
 
 
-def test_delta_m_undefined_is_nan() -> None:
-    tasks = [Task("b", "binary")]
-    assert math.isnan(delta_m(tasks, {"b": {"auc": 0.9}}, {"b": {"auc": float("nan")}}))
+def test_delta_m_is_the_mean_over_the_tasks_where_it_is_defined() -> None:
+    tasks = [Task("a", "regression"), Task("b", "binary")]
+    mtl = {"a": {"rmse": 9.0}, "b": {"auc": 0.9}}
+    assert delta_m(tasks, mtl, {"a": {"rmse": 10.0}, "b": {"auc": None}}) == pytest.approx(10.0)
+    assert delta_m(tasks[1:], mtl, {"b": {"auc": float("nan")}}) is None
 
 
 def test_mean_over_tasks_ignores_nan() -> None:

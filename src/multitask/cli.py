@@ -13,7 +13,6 @@ Bad input ends with one line ``multitask: error: …`` naming the file, column, 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import sys
@@ -24,7 +23,7 @@ from typing import Any
 import yaml
 
 from multitask.errors import ConfigError, MultitaskError
-from multitask.registry import ALL, LINEAR, MODELS, OPTIMIZERS, SAMPLERS, SCHEDULES
+from multitask.registry import ALL, OPTIMIZERS, SAMPLERS, SCHEDULES
 from multitask.tasks import KINDS
 
 
@@ -50,7 +49,16 @@ def _columns(text: str) -> list[str]:
 
 
 def _model_names() -> list[str]:
-    return [*MODELS.names(), *(f"linear:{n}" for n in LINEAR.names())]
+    from multitask.models import names
+
+    return names()
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument ends like every other error: one line, exit status 2."""
+
+    def error(self, message: str) -> Any:
+        raise ConfigError(f"{self.prog}: {message}")
 
 
 def _doc(field: str, train: bool = False) -> str:
@@ -63,7 +71,7 @@ def _doc(field: str, train: bool = False) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="multitask", description="Multi-task learning: train, evaluate, predict.")
+    parser = _Parser(prog="multitask", description="Multi-task learning: train, evaluate, predict.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -74,12 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--dataset", help=_doc("dataset"))
     d.add_argument("--dataset-option", action="append", metavar="KEY=VALUE", help=_doc("dataset_options"))
     d.add_argument("--data-dir", help=_doc("data_dir"))
-    d.add_argument("--task", action="append", metavar="NAME:KIND", help=f"a task; KIND is one of {', '.join(KINDS)}")
+    d.add_argument("--task", action="append", metavar="NAME:KIND",
+                   help=f"a task (wide form); KIND is required, one of {', '.join(KINDS)}")
     d.add_argument("--task-column", help=_doc("task_column"))
     d.add_argument("--target", help=_doc("target"))
     d.add_argument("--task-kind", choices=KINDS, help=_doc("task_kind"))
     d.add_argument("--features", type=_columns, help="comma-separated; " + _doc("features"))
+    d.add_argument("--sep", help=_doc("sep"))
     d.add_argument("--valid-fraction", type=float, help=_doc("valid_fraction"))
+    d.add_argument("--poolable", action="store_true", default=None, help=_doc("poolable"))
     m = t.add_argument_group("model")
     m.add_argument("--model", choices=_model_names(), metavar="MODEL", help=f"one of: {', '.join(_model_names())}")
     m.add_argument("--hidden", type=_ints, help="layer widths, e.g. 128,64")
@@ -101,17 +112,21 @@ def build_parser() -> argparse.ArgumentParser:
     r = t.add_argument_group("run")
     r.add_argument("--config", help="YAML file with any of these options (flags override it)")
     r.add_argument("--out", help=_doc("out"))
-    r.add_argument("--baseline", choices=["stl"], help=_doc("baseline"))
+    r.add_argument("--baseline", type=_columns, metavar="stl,pooled,gbdt", help=_doc("baseline"))
     r.add_argument("--resume", action="store_true", help="continue a killed run in --out from its checkpoint")
+    r.add_argument("--overwrite", action="store_true", default=None, help=_doc("overwrite"))
 
     e = sub.add_parser("evaluate", help="per-task metrics of a trained run on labelled data")
     e.add_argument("--run", required=True, help="run directory written by `multitask train`")
     e.add_argument("--data", required=True, action="append", help="FILE, or TASK=FILE per task for per-task runs")
+    e.add_argument("--sep", help=_doc("sep"))
 
     p = sub.add_parser("predict", help="predictions of a trained run, one column per task")
     p.add_argument("--run", required=True)
     p.add_argument("--data", required=True, action="append", help="FILE, or TASK=FILE per task for per-task runs")
-    p.add_argument("--output", required=True, help="CSV file to write")
+    p.add_argument("--sep", help=_doc("sep"))
+    p.add_argument("--output", required=True,
+                   help="CSV file to write (never an input file or a file inside a run directory)")
 
     sub.add_parser("list", help="the models, data sets and options that exist")
     demo = sub.add_parser("demo", help="train on built-in data and compare with single-task models")
@@ -135,7 +150,10 @@ def _train_overrides(a: argparse.Namespace) -> dict[str, Any]:
         "target": a.target,
         "task_kind": a.task_kind,
         "features": a.features,
+        "sep": a.sep,
         "valid_fraction": a.valid_fraction,
+        "poolable": a.poolable,
+        "overwrite": a.overwrite,
         "model": a.model,
         "cv": a.cv,
         "out": a.out,
@@ -173,37 +191,59 @@ def _data_arg(items: list[str]) -> str | dict[str, str]:
     return out
 
 
-def _fmt(v: float) -> str:
-    return "nan" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4g}"
+def _fmt(v: float | None) -> str:
+    return "—" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.4g}"
+
+
+#: how each baseline is named in the table
+_BASELINE_TITLES = {"stl": "single-task", "pooled": "pooled", "gbdt": "GBDT per task"}
+#: at most this many task rows are printed (the run's metrics.json has them all)
+_MAX_ROWS = 40
 
 
 def print_comparison(result: Any, console: Any) -> None:
-    """The per-task table: each task's deciding metric for MTL and single-task, and delta_m."""
+    """The per-task table: each task's deciding metric for the model and each baseline, then delta_m."""
     from rich.table import Table
 
-    table = Table(title=f"multi-task vs single-task ({result.evaluated_on} part)")
+    table = Table(title=f"{result.model or 'model'} vs baselines ({result.evaluated_on} part)")
     table.add_column("task")
     table.add_column("metric")
-    table.add_column("multi-task", justify="right")
-    if result.baseline is not None:
-        table.add_column("single-task", justify="right")
-        table.add_column("better", justify="center")
-    for task in result.tasks:
-        mtl = result.metrics[task.name][task.metric]
-        row = [task.name, f"{task.metric} ({'↑' if task.higher_is_better else '↓'})", _fmt(mtl)]
-        if result.baseline is not None:
-            stl = result.baseline[task.name][task.metric]
-            better = (mtl > stl) if task.higher_is_better else (mtl < stl)
-            row += [_fmt(stl), "MTL" if better else ("=" if mtl == stl else "STL")]
+    table.add_column(result.model or "model", justify="right")
+    for kind in result.baselines:
+        table.add_column(_BASELINE_TITLES.get(kind, kind), justify="right")
+    if result.baselines:
+        table.add_column("best", justify="center")
+    for task in result.tasks[:_MAX_ROWS]:
+        value = result.metrics[task.name][task.metric]
+        row = [task.name, f"{task.metric} ({'↑' if task.higher_is_better else '↓'})", _fmt(value)]
+        if value is None:
+            row[2] = "not evaluated"
+        scores = {"model": value}
+        for kind, b in result.baselines.items():
+            scores[kind] = b.metrics[task.name][task.metric]
+            row.append(_fmt(scores[kind]))
+        if result.baselines:
+            defined = {k: v for k, v in scores.items() if v is not None and math.isfinite(v)}
+            best = (max if task.higher_is_better else min)(defined, key=defined.__getitem__) if defined else "—"
+            title = result.model if best == "model" else _BASELINE_TITLES.get(best, best)
+            row.append("=" if len(set(defined.values())) == 1 and len(defined) > 1 else title)
         table.add_row(*row)
     console.print(table)
-    if result.delta_m is not None:
-        console.print(f"delta_m = {_fmt(result.delta_m)} %  (mean relative gain of multi-task over single-task)")
+    if len(result.tasks) > _MAX_ROWS:
+        console.print(f"… {len(result.tasks) - _MAX_ROWS} more tasks in {result.run_dir / 'metrics.json'}")
+    for task, why in list(result.notes.items())[:5]:
+        console.print(f"task {task}: {why}")
+    for kind, b in result.baselines.items():
+        n = len(result.tasks)
+        over = f"over {b.delta_m_tasks} of {n} tasks" if b.delta_m_tasks < n else f"over {n} tasks"
+        console.print(f"delta_m vs {_BASELINE_TITLES.get(kind, kind)} ({b.model}) = {_fmt(b.delta_m)} %  "
+                      f"(mean relative gain of {result.model or 'the model'}, {over})")
 
 
 def _cmd_train(a: argparse.Namespace, console: Any) -> int:
     from multitask.config import load_config
-    from multitask.runs import is_main_process, train
+    from multitask.runs import train
+    from multitask.train import is_main_process
 
     cfg = load_config(a.config, _train_overrides(a))
     result = train(cfg, resume=a.resume)
@@ -214,21 +254,23 @@ def _cmd_train(a: argparse.Namespace, console: Any) -> int:
 
 
 def _cmd_evaluate(a: argparse.Namespace, console: Any) -> int:
+    from multitask._rundir import strict_json
     from multitask.runs import evaluate
 
-    metrics = evaluate(a.run, _data_arg(a.data))
-    console.print_json(json.dumps(metrics))
+    metrics = evaluate(a.run, _data_arg(a.data), sep=a.sep)
+    console.print_json(strict_json(metrics))
     return 0
 
 
 def _cmd_predict(a: argparse.Namespace, console: Any) -> int:
-    from multitask.runs import predict
+    from multitask._rundir import check_output
+    from multitask.runs import predict, write_predictions
 
-    frame = predict(a.run, _data_arg(a.data))
-    out = Path(a.output)
-    if not out.parent.exists():
-        raise ConfigError(f"--output {out}: folder {out.parent} does not exist")
-    frame.to_csv(out, index=False)
+    data = _data_arg(a.data)
+    inputs = [data] if isinstance(data, str) else list(data.values())
+    check_output(a.output, inputs, Path(a.run))  # before the work, so that a bad --output fails fast
+    frame = predict(a.run, data, sep=a.sep)
+    out = write_predictions(frame, a.output, inputs, a.run)
     console.print(f"{len(frame)} rows of predictions written to {out}")
     return 0
 
@@ -277,18 +319,29 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     from rich.console import Console
 
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except MultitaskError as e:
+        return _fail(str(e))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     console = Console()
     try:
         return COMMANDS[args.command](args, console)
     except MultitaskError as e:
-        message = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
-        print(f"multitask: error: {message}", file=sys.stderr)
-        return 2
+        return _fail(str(e))
+    except OSError as e:  # an output the user named cannot be written: permission, a folder, a name too long
+        where = f"{e.filename}: " if e.filename else ""
+        return _fail(f"{where}{e.strerror or e}")
     except KeyboardInterrupt:
         print("multitask: interrupted", file=sys.stderr)
         return 130
+
+
+def _fail(message: str) -> int:
+    """Print one line ``multitask: error: …`` and return exit status 2."""
+    text = " ".join(line.strip() for line in message.splitlines() if line.strip())
+    print(f"multitask: error: {text}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

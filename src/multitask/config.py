@@ -17,16 +17,30 @@ Example ``run.yaml`` for per-task data sets (each task its own file, with its ow
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from multitask.errors import ConfigError
-from multitask.registry import DATASETS, LINEAR, MODELS
+from multitask.registry import DATASETS
 from multitask.tasks import KINDS, Task, parse_task
 from multitask.train.config import TrainConfig
+
+#: options of the training loop that every family reads (the others are the deep family's)
+_ANY_FAMILY_TRAIN = {"seed", "threads", "progress"}
 
 
 class TaskConfig(BaseModel):
@@ -35,7 +49,7 @@ class TaskConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-    kind: str = "regression"
+    kind: str | None = None
     weight: float = 1.0
     loss: str = ""
     metric: str = ""
@@ -44,8 +58,28 @@ class TaskConfig(BaseModel):
     features: list[str] | None = None
     image_shape: tuple[int, int, int] | None = None
 
-    def task(self) -> Task:
-        return Task(self.name, self.kind, self.weight, self.loss, self.metric)
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("a task needs a non-empty name")
+        return v
+
+    @field_validator("weight")
+    @classmethod
+    def _weight(cls, v: float) -> float:
+        if not (math.isfinite(v) and v >= 0):
+            raise ValueError(f"must be a finite number >= 0, got {v}")
+        return v
+
+    def task(self, default_kind: str | None = None) -> Task:
+        """The task; ``default_kind`` is the long form's ``task_kind`` (elsewhere every task states its kind)."""
+        kind = self.kind or default_kind
+        if kind is None:
+            raise ConfigError(
+                f"task {self.name!r}: no kind given; declare it as NAME:KIND, KIND one of {', '.join(KINDS)}"
+            )
+        return Task(self.name, kind, self.weight, self.loss, self.metric)
 
 
 class RunConfig(BaseModel):
@@ -71,31 +105,75 @@ class RunConfig(BaseModel):
     target: str | None = None
     """Long form: the target column."""
     task_kind: str = "regression"
-    """Long form: the kind of every task."""
+    """Long form: the kind of every task (wide and per-task tasks state theirs: NAME:KIND)."""
     features: list[str] | None = None
     """Feature columns; default: every column that is not a target or task id."""
+    sep: str | None = None
+    """CSV separator; default: detected from the file (comma, semicolon, tab or bar)."""
     valid_fraction: float = 0.2
     """Share of each task's rows held out for validation and early stopping."""
+    poolable: StrictBool = False
+    """Wide form: the task columns measure one quantity, so a pooled model (--baseline pooled) makes sense."""
     # -- model
     model: str = "hard-sharing"
-    """A deep architecture, or linear:NAME."""
+    """A deep architecture, linear:NAME or gbdt:NAME (see `multitask list`)."""
     model_options: dict[str, Any] = Field(default_factory=dict)
-    """Options of the architecture (hidden, dropout, activation, norm) or linear estimator (alpha, ...)."""
-    cv: int | None = None
+    """Options of the model: architecture (hidden, dropout, ...), linear estimator (alpha, ...) or gbdt."""
+    cv: StrictInt | None = None
     """Linear models: choose regularization by K-fold cross-validation."""
     # -- training and comparison
     train: TrainConfig = Field(default_factory=TrainConfig)
-    """Training options (the table below)."""
-    baseline: Literal["stl"] | None = None
-    """Also train one single-task model per task; report delta_m."""
+    """Training options (the table below); deep models read them all, other families only seed and threads."""
+    baseline: list[Literal["stl", "pooled", "gbdt"]] = Field(default_factory=list)
+    """Baselines to compare with, each reported with delta_m: stl (one model per task), pooled, gbdt."""
     out: str | None = None
-    """The run directory."""
+    """The run directory: new or empty, or an existing run with --resume or --overwrite."""
+    overwrite: StrictBool = False
+    """Replace the run already in --out (all of it)."""
+
+    def __init__(self, **options: Any) -> None:
+        try:
+            super().__init__(**options)
+        except ValidationError as e:
+            raise ConfigError(_flat_errors(e)) from None
 
     @field_validator("tasks", mode="before")
     @classmethod
     def _tasks_from_strings(cls, v: Any) -> Any:
         if isinstance(v, list):
             return [_task_entry(x) for x in v]
+        return v
+
+    @field_validator("baseline", mode="before")
+    @classmethod
+    def _baselines(cls, v: Any) -> Any:
+        if v is None:
+            return []
+        if isinstance(v, str):
+            v = [b.strip() for b in v.split(",") if b.strip()]
+        if isinstance(v, list) and len(set(map(str, v))) != len(v):
+            raise ValueError(f"a baseline is named twice in {v}")
+        return v
+
+    @field_validator("valid_fraction")
+    @classmethod
+    def _fraction(cls, v: float) -> float:
+        if not 0.0 < v < 1.0:
+            raise ValueError(f"must be strictly between 0 and 1, got {v}")
+        return v
+
+    @field_validator("cv")
+    @classmethod
+    def _folds(cls, v: int | None) -> int | None:
+        if v is not None and not 2 <= v <= 1000:
+            raise ValueError(f"must be a number of folds from 2 to 1000, got {v}")
+        return v
+
+    @field_validator("sep")
+    @classmethod
+    def _sep(cls, v: str | None) -> str | None:
+        if v is not None and (len(v) != 1 or v in "\"\n\r"):
+            raise ValueError(f"must be one character such as ',' ';' or a tab, got {v!r}")
         return v
 
     @field_validator("task_kind")
@@ -108,12 +186,9 @@ class RunConfig(BaseModel):
     @field_validator("model")
     @classmethod
     def _model(cls, v: str) -> str:
-        family, _, name = v.partition(":")
-        if family == "linear":
-            LINEAR.entry(name)
-        else:
-            MODELS.entry(v)
-        return v
+        from multitask.models import check_name
+
+        return check_name(v)
 
     @field_validator("dataset")
     @classmethod
@@ -122,9 +197,40 @@ class RunConfig(BaseModel):
             DATASETS.entry(v)
         return v
 
-    @property
-    def is_linear(self) -> bool:
-        return self.model.startswith("linear:")
+    @model_validator(mode="after")
+    def _options_apply(self) -> RunConfig:
+        """Every option given takes effect: those that do not apply to the layout or the model are refused."""
+        from multitask.models import family_name
+
+        given = self.model_fields_set
+        if self.dataset is not None:
+            bad = [k for k in ("data", "tasks", "task_column", "target", "features", "task_kind", "sep") if k in given
+                   and getattr(self, k) not in (None, [])]
+            if bad:
+                raise ValueError(f"option {bad[0]!r} does not apply to a built-in --dataset (it declares its own tasks)")
+        else:
+            if "dataset_options" in given and self.dataset_options:
+                raise ValueError("option 'dataset_options' needs --dataset")
+            if "data_dir" in given and self.data_dir is not None:
+                raise ValueError("option 'data_dir' needs --dataset")
+        long_form = self.task_column is not None or self.target is not None
+        if self.per_task:
+            bad = [k for k in ("data", "task_column", "target", "features") if getattr(self, k) is not None]
+            if bad:
+                raise ValueError(f"option {bad[0]!r} does not apply to per-task data sets (each task names its own)")
+        elif not long_form and "task_kind" in given and self.dataset is None:
+            raise ValueError("option 'task_kind' applies to long form (--task-column/--target); "
+                             "in wide form give each task's kind as NAME:KIND")
+        if self.poolable and long_form:
+            raise ValueError("option 'poolable' is for wide form; long-form tasks are always poolable")
+        family = family_name(self.model)
+        if self.cv is not None and family != "linear":
+            raise ValueError(f"option 'cv' applies to linear models, not {self.model!r}")
+        if family != "deep":
+            extra = sorted(set(self.train.model_fields_set) - _ANY_FAMILY_TRAIN)
+            if extra:
+                raise ValueError(f"option 'train.{extra[0]}' applies to deep models, not {self.model!r}")
+        return self
 
     @property
     def per_task(self) -> bool:
@@ -138,11 +244,38 @@ def _task_entry(x: Any) -> Any:
     return x
 
 
-def _flat_errors(e: ValidationError, source: str) -> str:
+def _flat_errors(e: ValidationError) -> str:
+    """The first problem on one line, naming the option: ``option 'valid_fraction': must be …``."""
     err = e.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "config"
-    msg = err["msg"].removeprefix("Value error, ")
-    return f"{source}: option {where!r}: {msg}"
+    where = ".".join(str(p) for p in err["loc"])
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        return f"unknown option {where!r}"
+    if msg.startswith(("train option", "unknown train option")):
+        return msg
+    return f"option {where!r}: {msg}" if where else msg
+
+
+def _as_flags(message: str) -> str:
+    """Option names as the command line spells them: ``option 'train.lr'`` → ``--lr``."""
+    return re.sub(r"(?:train )?option '(?:train\.)?([a-z_]+)'", lambda m: "--" + m.group(1).replace("_", "-"), message)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key repeated in one mapping (plain YAML keeps the last silently)."""
+
+
+def _mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ConfigError(f"key {key!r} appears twice (line {key_node.start_mark.line + 1}); give each option once")
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
 
 
 def load_config(path: str | Path | None, overrides: dict[str, Any]) -> RunConfig:
@@ -153,11 +286,13 @@ def load_config(path: str | Path | None, overrides: dict[str, Any]) -> RunConfig
         p = Path(path)
         source = str(p)
         try:
-            loaded = yaml.safe_load(p.read_text())
+            loaded = yaml.load(p.read_text(), Loader=_UniqueKeyLoader)
         except FileNotFoundError:
             raise ConfigError(f"{p}: no such config file") from None
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError(f"{p}: cannot read the config file ({e})") from None
+        except ConfigError as e:
+            raise ConfigError(f"{p}: {e}") from None
         except yaml.YAMLError as e:
             raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
         if loaded is None:
@@ -172,6 +307,7 @@ def load_config(path: str | Path | None, overrides: dict[str, Any]) -> RunConfig
     try:
         return RunConfig.model_validate(merged)
     except ValidationError as e:
-        raise ConfigError(_flat_errors(e, source)) from None
+        message = _flat_errors(e)
     except ConfigError as e:
-        raise ConfigError(f"{source}: {e}") from None
+        message = str(e)
+    raise ConfigError(_as_flags(message) if path is None else f"{source}: {message}")

@@ -36,7 +36,7 @@ def run_demo(out: Path) -> tuple[RunResult, str]:
             baseline="stl",
             out=str(out),
         )
-        return train(cfg), note
+        return train(cfg, overwrite=True), note
     note = (
         f"demo data: census-income (UCI KDD, the local copy's {len(data.train.sources['census'].frame):,} rows), "
         "tasks income > 50K and never married; 20% held out for validation"
@@ -49,4 +49,4 @@ def run_demo(out: Path) -> tuple[RunResult, str]:
         baseline="stl",
         out=str(out),
     )
-    return train(cfg, data=data), note
+    return train(cfg, data=data, overwrite=True), note

@@ -11,48 +11,32 @@ metric against its single-task baseline, signed so that positive means better:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
-import torch
 
 from multitask.data.arrays import Arrays
 from multitask.data.preprocess import Preprocessor
 from multitask.registry import METRICS
 from multitask.tasks import Task
 
-Predictions = dict[str, np.ndarray]
-
-
-@torch.no_grad()
-def predict_model(model: torch.nn.Module, tasks: Sequence[Task], arrays: Arrays, batch_size: int = 4096) -> Predictions:
-    """Every task's prediction (``Task.activate`` of the model output) on every row of its source."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    chunks: dict[str, list[np.ndarray]] = {t.name: [] for t in tasks}
-    by_name = {t.name: t for t in tasks}
-    for source, x in arrays.inputs.items():
-        wanted = [t for t in arrays.tasks_of(source) if t in by_name]
-        if not wanted:
-            continue
-        for start in range(0, max(len(x), 1), batch_size):
-            inputs = {
-                s: torch.from_numpy(np.ascontiguousarray(v[start : start + batch_size] if s == source else v[:0])).to(device)
-                for s, v in arrays.inputs.items()
-            }
-            outputs = model(inputs)
-            for t in wanted:
-                chunks[t].append(by_name[t].activate(outputs[t]).float().cpu().numpy())
-    model.train(was_training)
-    return {t: np.concatenate(c) if c else np.zeros(0, dtype=np.float32) for t, c in chunks.items()}
+#: ``{task: {metric: value}}``; ``None`` where a metric is undefined (no labelled rows, one class, ...)
+Metrics = dict[str, dict[str, float | None]]
 
 
 def task_metrics(
-    tasks: Sequence[Task], arrays: Arrays, predictions: Predictions, preprocessor: Preprocessor | None = None
-) -> dict[str, dict[str, float]]:
-    """``{task: {metric: value}}`` over each task's labelled rows (regression in the target's own units)."""
-    out: dict[str, dict[str, float]] = {}
+    tasks: Sequence[Task],
+    arrays: Arrays,
+    predictions: Mapping[str, np.ndarray],
+    preprocessor: Preprocessor | None = None,
+    notes: dict[str, str] | None = None,
+) -> Metrics:
+    """``{task: {metric: value}}`` over each task's labelled rows (regression in the target's own units).
+
+    A metric that is undefined (a task with no labelled rows here, AUC of one class, ...) is ``None``; when
+    ``notes`` is given, it receives ``{task: why}`` for each such task.
+    """
+    out: Metrics = {}
     for task in tasks:
         mask = arrays.masks[task.name]
         y = arrays.targets[task.name][mask]
@@ -61,29 +45,48 @@ def task_metrics(
             y = preprocessor.to_original(task.name, y.astype(np.float64))
             p = preprocessor.to_original(task.name, p.astype(np.float64))
         if len(y) == 0:
-            out[task.name] = {m: float("nan") for m in task.metrics}
+            out[task.name] = dict.fromkeys(task.metrics)
+            if notes is not None:
+                notes[task.name] = "no labelled rows in this part: not evaluated"
             continue
-        out[task.name] = {m: METRICS.get(m)(y, p) for m in task.metrics}
+        values = {m: float(METRICS.get(m)(y, p)) for m in task.metrics}
+        undefined = [m for m, v in values.items() if not math.isfinite(v)]
+        out[task.name] = {m: (v if math.isfinite(v) else None) for m, v in values.items()}
+        if undefined and notes is not None:
+            notes[task.name] = f"{', '.join(undefined)} undefined on these {len(y)} rows (e.g. a single class)"
     return out
 
 
-def delta_m(tasks: Sequence[Task], mtl: dict[str, dict[str, float]], stl: dict[str, dict[str, float]]) -> float:
-    """(100/T) Σ_t s_t (M_t − B_t)/B_t over the tasks' deciding metrics; nan if any term is undefined."""
-    terms = []
+def _defined(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def delta_terms(tasks: Sequence[Task], mtl: Metrics, base: Metrics) -> dict[str, float]:
+    """``{task: s_t (M_t − B_t)/|B_t|}`` for the tasks where both deciding metrics are defined and B_t ≠ 0."""
+    terms: dict[str, float] = {}
     for task in tasks:
-        m, b = mtl[task.name][task.metric], stl[task.name][task.metric]
-        if not (math.isfinite(m) and math.isfinite(b)) or b == 0:
-            return float("nan")
-        sign = 1.0 if task.higher_is_better else -1.0
-        terms.append(sign * (m - b) / abs(b))
-    return 100.0 * float(np.mean(terms))
+        m, b = mtl[task.name][task.metric], base[task.name][task.metric]
+        if _defined(m) and _defined(b) and b != 0:
+            assert m is not None and b is not None
+            sign = 1.0 if task.higher_is_better else -1.0
+            terms[task.name] = sign * (m - b) / abs(b)
+    return terms
 
 
-def mean_over_tasks(metrics: dict[str, dict[str, float]]) -> dict[str, float]:
-    """The unweighted mean of each metric over the tasks that report it (nan-aware)."""
+def delta_m(tasks: Sequence[Task], mtl: Metrics, base: Metrics) -> float | None:
+    """(100/T') Σ_t s_t (M_t − B_t)/|B_t| over the T' tasks where both are defined; None if there are none."""
+    terms = delta_terms(tasks, mtl, base)
+    return 100.0 * float(np.mean(list(terms.values()))) if terms else None
+
+
+def mean_over_tasks(metrics: Metrics) -> dict[str, float | None]:
+    """The unweighted mean of each metric over the tasks where it is defined (None where it is nowhere)."""
     names: dict[str, list[float]] = {}
     for per_task in metrics.values():
         for name, value in per_task.items():
-            names.setdefault(name, []).append(value)
-    return {k: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan") for k, v in names.items()}
+            values = names.setdefault(name, [])
+            if _defined(value):
+                assert value is not None
+                values.append(value)
+    return {k: float(np.mean(v)) if v else None for k, v in names.items()}
 

@@ -97,6 +97,28 @@ LINEAR = Registry(
     },
 )
 
+# ---- gradient-boosted trees (scikit-learn estimators on LightGBM), selected as --model gbdt:NAME ------------
+GBDT = Registry(
+    "gbdt model",
+    {
+        "independent": "multitask.gbdt:GBDTIndependent",
+        "pooled": "multitask.gbdt:GBDTPooled",
+        "multitask": "multitask.gbdt:GBDTMultiTask",
+    },
+)
+
+# ---- model families: every model name is a deep architecture, linear:NAME or gbdt:NAME ------------------
+FAMILIES = Registry(
+    "model family",
+    {
+        "deep": "multitask.models._deep:Deep",
+        "linear": "multitask.models._linear:Linear",
+        "gbdt": "multitask.models._gbdt:GBDT",
+    },
+)
+#: the members of each family
+MEMBERS: dict[str, Registry] = {"deep": MODELS, "linear": LINEAR, "gbdt": GBDT}
+
 # ---- how batches are drawn across tasks of different sizes ----------------------------------------------
 SAMPLERS = Registry(
     "sampling",
@@ -169,6 +191,7 @@ DATASETS = Registry(
 ALL: dict[str, Registry] = {
     "models": MODELS,
     "linear": LINEAR,
+    "gbdt": GBDT,
     "sampling": SAMPLERS,
     "losses": LOSSES,
     "metrics": METRICS,

@@ -4,14 +4,17 @@ A run directory holds everything needed to evaluate and predict later, with no p
 
 ============================  ===========================================================================
 ``config.yaml``               the resolved run configuration
-``run.json``                  the task declaration (tasks, sources, target columns, features) and model
+``run.json``                  the task declaration, the model and its family, each task's folder name
 ``preprocessing.json``        the fitted feature and target encodings
-``model.json`` / ``model.pt`` a deep model's architecture and best weights (``linear.npz`` for linear)
-``checkpoint.pt``             the last epoch's training state (``--resume`` continues from it)
-``log.jsonl``                 one line per epoch: per-task losses, learning rate, time
-``metrics.json``              ``{"tasks": …, "baseline": …, "delta_m": …}``
-``baseline/<task>/``          each single-task baseline, laid out the same way
+model files                   the family's own: ``model.json``/``model.pt`` (deep), ``linear.npz``, ``gbdt.json``
+``checkpoint.pt``             deep models: the last epoch's training state (``--resume`` continues from it)
+``log.jsonl``                 deep models: one line per epoch: per-task losses, learning rate, time
+``metrics.json``              per-task metrics, their means, each baseline's and delta_m against it
+``baseline/KIND/...``         each baseline's models: ``stl/NNN-task/`` per task, ``pooled/``, ``gbdt/``
+``INCOMPLETE``                present from the start of training until ``metrics.json`` is written
 ============================  ===========================================================================
+
+The model is fitted by its family (:mod:`multitask.models`); nothing here depends on which family it is.
 """
 
 from __future__ import annotations
@@ -19,18 +22,29 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import os
-import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 import yaml
 
+from multitask import models
+from multitask._names import task_dirs
+from multitask._rundir import (
+    RUN_FILE,
+    RUN_FORMAT,
+    atomic_replace,
+    check_complete,
+    check_output,
+    mark_complete,
+    mark_incomplete,
+    prepare_out,
+    strict_json,
+    write_text,
+)
 from multitask.config import RunConfig
 from multitask.data.arrays import Arrays
 from multitask.data.preprocess import Preprocessor
@@ -38,42 +52,79 @@ from multitask.data.reading import TaskFile, declare_long, declare_per_task, dec
 from multitask.data.spec import BuiltinData, DataSpec, declaration, from_declaration
 from multitask.data.split import split_spec
 from multitask.errors import CheckpointError, ConfigError, DataError
-from multitask.evaluate import Predictions, delta_m, mean_over_tasks, predict_model, task_metrics
-from multitask.nn import InputSpec
-from multitask.registry import DATASETS, MODELS
+from multitask.evaluate import Metrics, delta_m, delta_terms, mean_over_tasks, task_metrics
+from multitask.models import Model, Predictions
+from multitask.registry import DATASETS
 from multitask.tasks import Task
-from multitask.train import fit, load_model
-from multitask.train._checkpoint import atomic_write
+from multitask.train import is_main_process
 
 log = logging.getLogger(__name__)
-RUN_FORMAT = "multitask-run/1"
+
+__all__ = ["RUN_FORMAT", "BaselineResult", "LoadedRun", "Prepared", "RunResult", "evaluate", "load_run",
+           "predict", "prepare", "train"]
+
+#: the baselines a run can be compared with (``--baseline``)
+BASELINES = ("stl", "pooled", "gbdt")
+
+
+@dataclass
+class BaselineResult:
+    """One baseline's per-task metrics and delta_m of the run's model against it."""
+
+    model: str
+    metrics: Metrics
+    delta_m: float | None
+    delta_m_tasks: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "tasks": self.metrics,
+            "mean": mean_over_tasks(self.metrics),
+            "delta_m": self.delta_m,
+            "delta_m_tasks": self.delta_m_tasks,
+        }
 
 
 @dataclass
 class RunResult:
-    """What :func:`train` measured: per-task metrics, the baseline's, and delta_m."""
+    """What :func:`train` measured: per-task metrics, each baseline's, and delta_m against each."""
 
     run_dir: Path
     tasks: list[Task]
-    metrics: dict[str, dict[str, float]]
-    baseline: dict[str, dict[str, float]] | None = None
-    delta_m: float | None = None
+    metrics: Metrics
+    model: str = ""
+    baselines: dict[str, BaselineResult] = field(default_factory=dict)
     evaluated_on: str = "valid"
     description: str = ""
+    notes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def baseline(self) -> Metrics | None:
+        """The single-task baseline's metrics (None without ``--baseline stl``)."""
+        return self.baselines["stl"].metrics if "stl" in self.baselines else None
+
+    @property
+    def delta_m(self) -> float | None:
+        """delta_m against the single-task baseline (None without it, or where no task is evaluated)."""
+        return self.baselines["stl"].delta_m if "stl" in self.baselines else None
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"tasks": self.metrics, "mean": mean_over_tasks(self.metrics), "evaluated_on": self.evaluated_on}
-        if self.baseline is not None:
-            out["baseline"] = self.baseline
-            out["baseline_mean"] = mean_over_tasks(self.baseline)
-            out["delta_m"] = self.delta_m
-        return out
+        return {
+            "model": self.model,
+            "evaluated_on": self.evaluated_on,
+            "tasks": self.metrics,
+            "mean": mean_over_tasks(self.metrics),
+            "not_evaluated": self.notes,
+            "baselines": {k: b.to_json() for k, b in self.baselines.items()},
+        }
 
 
 # ---- data ---------------------------------------------------------------------------------------------------
 def load_data(cfg: RunConfig) -> tuple[DataSpec, DataSpec | None, str]:
     """``(training spec, test spec or None, description)`` from the data options of ``cfg``."""
-    tasks = [t.task() for t in cfg.tasks]
+    long_form = cfg.task_column is not None
+    tasks = [t.task(cfg.task_kind if long_form else None) for t in cfg.tasks]
     if cfg.dataset is not None:
         loader = DATASETS.get(cfg.dataset)
         options = dict(cfg.dataset_options)
@@ -82,10 +133,11 @@ def load_data(cfg: RunConfig) -> tuple[DataSpec, DataSpec | None, str]:
                 raise ConfigError(f"--data-dir: data set {cfg.dataset!r} is generated and reads no files")
             options["data_dir"] = cfg.data_dir
         try:
-            data = loader(**options)
+            inspect.signature(loader).bind(**options)
         except TypeError as e:
             raise ConfigError(f"dataset_options for {cfg.dataset!r}: {e}") from None
-        test = _test_spec(data.train, cfg.test_data) if cfg.test_data is not None else data.test
+        data = loader(**options)
+        test = _test_spec(data.train, cfg.test_data, cfg.sep) if cfg.test_data is not None else data.test
         return data.train, test, data.description
     if cfg.per_task:
         without = [t.name for t in cfg.tasks if t.data is None]
@@ -100,7 +152,7 @@ def load_data(cfg: RunConfig) -> tuple[DataSpec, DataSpec | None, str]:
         return declare_per_task(tasks, files), None, "per-task data sets"
     if cfg.data is None:
         raise ConfigError("no data: give --data FILE, a built-in --dataset, or per-task files in the config")
-    frame = read_table(cfg.data)
+    frame = read_table(cfg.data, sep=cfg.sep)
     if cfg.task_column is not None or cfg.target is not None:
         if cfg.task_column is None or cfg.target is None:
             raise ConfigError("long form needs both --task-column and --target")
@@ -109,70 +161,187 @@ def load_data(cfg: RunConfig) -> tuple[DataSpec, DataSpec | None, str]:
         if not tasks:
             raise ConfigError("no tasks: give --task NAME:KIND for each target column (or --task-column/--target)")
         spec = declare_wide(frame, tasks, cfg.features, cfg.data)
-    test = _test_spec(spec, cfg.test_data) if cfg.test_data is not None else None
+    test = _test_spec(spec, cfg.test_data, cfg.sep) if cfg.test_data is not None else None
     return spec, test, str(cfg.data)
 
 
-def _test_spec(spec: DataSpec, path: str) -> DataSpec:
+def _test_spec(spec: DataSpec, path: str, sep: str | None = None) -> DataSpec:
     """The training declaration over a test file (one-table layouts only)."""
     if len(spec.sources) != 1:
         raise ConfigError("--test-data takes one file, but these tasks read several data sets")
     source = next(iter(spec.sources))
-    return spec.with_frames({source: read_table(path)}, {source: path})
+    return spec.with_frames({source: read_table(path, sep=sep)}, {source: path})
 
 
-# ---- training -----------------------------------------------------------------------------------------------
-def train(cfg: RunConfig, resume: bool = False, data: BuiltinData | None = None) -> RunResult:
-    """Train the configured model on all tasks (and, with ``baseline="stl"``, one model per task); write the run.
+# ---- prepared data: one split, shared by the model, its baselines, search and compare ------------------------
+@dataclass(frozen=True)
+class Prepared:
+    """The data of a run after splitting and preprocessing: what every model of the run is fitted on."""
 
-    ``data`` (optional) is the already loaded data set that ``cfg.dataset`` names.
-    """
-    if cfg.out is None:
-        raise ConfigError("--out RUN_DIR is required")
-    out = Path(cfg.out)
+    spec: DataSpec
+    pre: Preprocessor
+    train: Arrays
+    valid: Arrays
+    test: Arrays | None
+    description: str
+
+    @property
+    def tasks(self) -> list[Task]:
+        return self.spec.tasks
+
+    @property
+    def evaluated_on(self) -> str:
+        return "test" if self.test is not None else "valid"
+
+    @property
+    def evaluation(self) -> Arrays:
+        """The part the reported metrics come from: the test part, else the validation part."""
+        return self.test if self.test is not None else self.valid
+
+    def for_model(self, model: Model) -> tuple[Arrays, Arrays]:
+        """``(train, valid)`` for ``model``: a model that learns nothing from validation rows gets them for
+        training when the metrics come from a separate test part."""
+        if self.test is not None and not model.uses_validation:
+            return self.train.concat(self.valid), self.valid
+        return self.train, self.valid
+
+    def only(self, tasks: Sequence[str]) -> Prepared:
+        """The same data restricted to some tasks (single-task baselines)."""
+        names = list(tasks)
+        return replace(
+            self,
+            spec=replace(self.spec, tasks=[t for t in self.spec.tasks if t.name in names]),
+            train=self.train.only_tasks(names),
+            valid=self.valid.only_tasks(names),
+            test=self.test.only_tasks(names) if self.test is not None else None,
+        )
+
+
+def prepare(cfg: RunConfig, data: BuiltinData | None = None) -> Prepared:
+    """Read the configured data, hold out the validation part, and fit the preprocessing on the rest."""
     if data is not None:
         spec, test, description = data.train, data.test, data.description
+        if cfg.test_data is not None:
+            test = _test_spec(spec, cfg.test_data, cfg.sep)
     else:
         spec, test, description = load_data(cfg)
     train_spec, valid_spec = split_spec(spec, cfg.valid_fraction, cfg.train.seed)
     pre = Preprocessor.fit(train_spec)
-    tr, va = pre.transform(train_spec), pre.transform(valid_spec)
     te = pre.transform(test) if test is not None else None
-    eval_arrays, evaluated_on = (te, "test") if te is not None else (va, "valid")
+    return Prepared(spec, pre, pre.transform(train_spec), pre.transform(valid_spec), te, description)
+
+
+def fit_and_score(
+    model: Model, p: Prepared, run_dir: Path | None, *, resume: bool = False, notes: dict[str, str] | None = None
+) -> tuple[Metrics, Predictions]:
+    """Fit ``model`` on ``p`` (saving it in ``run_dir``), then its metrics on the evaluation part."""
+    tr, va = p.for_model(model)
+    model.fit(p.tasks, p.pre, tr, va, run_dir, resume=resume)
+    if run_dir is not None and is_main_process():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        model.save(run_dir)
+    predictions = model.predict(p.evaluation)
+    return task_metrics(p.tasks, p.evaluation, predictions, p.pre, notes), predictions
+
+
+# ---- training -----------------------------------------------------------------------------------------------
+def train(cfg: RunConfig, resume: bool = False, data: BuiltinData | None = None, overwrite: bool = False) -> RunResult:
+    """Train the configured model on all tasks, and each ``cfg.baseline``; write the run directory.
+
+    ``data`` (optional) is the already loaded data set that ``cfg.dataset`` names. ``--out`` must be new or
+    empty, or an existing run continued with ``resume`` or replaced with ``overwrite``.
+    """
+    out = prepare_out(cfg.out, resume=resume, overwrite=overwrite or cfg.overwrite)
     if resume:
         _check_resumable(out, cfg)
-        if not (out / "checkpoint.pt").exists():
-            log.warning("--resume: no checkpoint in %s, training from the start", out)
-    if is_main_process():
-        out.mkdir(parents=True, exist_ok=True)
-        _write_text(out / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-        _write_text(out / "run.json", json.dumps({"format": RUN_FORMAT, "model": cfg.model, "declaration": declaration(spec)}, indent=1))
-        _write_text(out / "preprocessing.json", json.dumps(pre.to_dict(), indent=1))
+    p = prepare(cfg, data)
+    model = models.make(cfg)
+    model.check(p.tasks, p.pre)
+    baselines = {kind: _baseline_config(cfg, kind, p) for kind in cfg.baseline}
+    for kind, bcfg in baselines.items():
+        models.make(bcfg).check(p.tasks if kind != "stl" else p.tasks[:1], p.pre)
+    dirs = task_dirs(p.spec.task_names)
 
-    fit_one = _fit_linear if cfg.is_linear else _fit_deep
-    predictions = fit_one(cfg, spec.tasks, pre, tr, va, eval_arrays, out, resume)
-    metrics = task_metrics(spec.tasks, eval_arrays, predictions, pre)
-    result = RunResult(out, spec.tasks, metrics, evaluated_on=evaluated_on, description=description)
-
-    if cfg.baseline == "stl":
-        baseline: dict[str, dict[str, float]] = {}
-        for task in spec.tasks:
-            sub = [task.name]
-            eval_one = eval_arrays.only_tasks(sub)
-            single = fit_one(
-                cfg, [task], pre, tr.only_tasks(sub), va.only_tasks(sub), eval_one,
-                out / "baseline" / _safe(task.name), resume,
-            )
-            baseline.update(task_metrics([task], eval_one, single, pre))
-        result.baseline = baseline
-        result.delta_m = delta_m(spec.tasks, metrics, baseline)
     if is_main_process():
-        _write_text(out / "metrics.json", json.dumps(result.to_json(), indent=1, allow_nan=True))
+        mark_incomplete(out)
+        write_text(out / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True))
+        write_text(out / RUN_FILE, strict_json({
+            "format": RUN_FORMAT,
+            "model": cfg.model,
+            "family": models.family_name(cfg.model),
+            "declaration": declaration(p.spec),
+            "task_dirs": dirs,
+            "baselines": {k: b.model for k, b in baselines.items()},
+        }))
+        write_text(out / "preprocessing.json", strict_json(p.pre.to_dict()))
+
+    notes: dict[str, str] = {}
+    metrics, _ = fit_and_score(model, p, out, resume=resume, notes=notes)
+    result = RunResult(out, p.tasks, metrics, cfg.model, evaluated_on=p.evaluated_on, description=p.description,
+                       notes=notes)
+    for kind, bcfg in baselines.items():
+        where = out / "baseline" / kind
+        if kind == "stl":
+            base: Metrics = {}
+            for task in p.tasks:
+                single = models.make(_single_task_config(bcfg, task))
+                base.update(fit_and_score(single, p.only([task.name]), where / dirs[task.name], resume=resume)[0])
+        else:
+            base = fit_and_score(models.make(bcfg), p, where, resume=resume)[0]
+        terms = delta_terms(p.tasks, metrics, base)
+        result.baselines[kind] = BaselineResult(bcfg.model, base, delta_m(p.tasks, metrics, base), len(terms))
+    if is_main_process():
+        write_text(out / "metrics.json", strict_json(result.to_json()))
+        mark_complete(out)
     return result
 
 
+def _baseline_config(cfg: RunConfig, kind: str, p: Prepared) -> RunConfig:
+    """The configuration of one baseline, with a training budget at least the model's (docs/cli.md)."""
+    if kind == "stl":
+        return cfg
+    if kind == "gbdt":
+        name, options = "gbdt:independent", {}
+    else:  # pooled: the same family with every parameter shared but a per-task intercept
+        _check_poolable(cfg, p)
+        name = models.family(cfg.model).pooled(cfg.model)
+        accepted = set(inspect.signature(models.member(name)).parameters)
+        options = {k: v for k, v in cfg.model_options.items() if k in accepted}
+    same_family = models.family_name(name) == models.family_name(cfg.model)
+    return cfg.model_copy(update={
+        "model": name,
+        "model_options": options,
+        "cv": cfg.cv if same_family else None,
+        "train": cfg.train if same_family or models.family_name(name) == "deep" else type(cfg.train)(seed=cfg.train.seed),
+    })
+
+
+def _single_task_config(cfg: RunConfig, task: Task) -> RunConfig:
+    """A single-task model's configuration: the run's, monitoring that task alone."""
+    if getattr(cfg.train, "monitor", None) in (None, task.name):
+        return cfg
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"monitor": None})})
+
+
+def _check_poolable(cfg: RunConfig, p: Prepared) -> None:
+    kinds = {t.kind for t in p.tasks}
+    sizes = {p.pre.output_sizes()[t.name] for t in p.tasks}
+    if len(kinds) > 1 or len(sizes) > 1:
+        raise ConfigError(
+            "--baseline pooled: a pooled model predicts one quantity for every task, but these tasks are of "
+            f"different kinds or sizes ({', '.join(sorted(kinds))})"
+        )
+    if len(p.spec.sources) > 1:
+        raise ConfigError("--baseline pooled: the tasks read different data sets, so no model can pool them")
+    if not p.spec.task_rows and not cfg.poolable:
+        raise ConfigError(
+            "--baseline pooled: in wide form the tasks are different columns; pool them only if they measure the "
+            "same quantity, and say so with --poolable"
+        )
+
+
 #: options that may differ when a run is resumed (they do not change its result)
-_RESUMABLE = {"out", "train.progress", "train.threads"}
+_RESUMABLE = {"out", "overwrite", "train.progress", "train.threads"}
 
 
 def _flat(options: dict[str, Any]) -> dict[str, Any]:
@@ -204,51 +373,6 @@ def _check_resumable(out: Path, cfg: RunConfig) -> None:
         )
 
 
-def _fit_deep(
-    cfg: RunConfig, tasks: list[Task], pre: Preprocessor, tr: Arrays, va: Arrays, ev: Arrays, out: Path, resume: bool
-) -> Predictions:
-    done = out / "model.pt"
-    if resume and done.exists() and (out / "model.json").exists():
-        model = load_model(out)
-        return predict_model(model, tasks, ev)
-    shapes = pre.input_shapes()
-    inputs = {
-        s: InputSpec(image_shape=v) if isinstance(v, tuple) else InputSpec(dim=v)
-        for s, v in shapes.items()
-        if s in tr.inputs
-    }
-    sizes = pre.output_sizes()
-    torch.manual_seed(cfg.train.seed)
-    cls = MODELS.get(cfg.model)
-    try:
-        model = cls(
-            inputs=inputs,
-            tasks=tasks,
-            task_source={t.name: tr.task_source[t.name] for t in tasks},
-            output_sizes={t.name: sizes[t.name] for t in tasks},
-            **cfg.model_options,
-        )
-    except TypeError as e:
-        raise ConfigError(f"model_options for {cfg.model!r}: {e}") from None
-    if is_main_process():
-        out.mkdir(parents=True, exist_ok=True)
-    result = fit(model, tasks, tr, va, cfg.train, run_dir=out, resume=resume)  # also writes model.pt/.json
-    return predict_model(result.model, tasks, ev)
-
-
-def _fit_linear(
-    cfg: RunConfig, tasks: list[Task], pre: Preprocessor, tr: Arrays, va: Arrays, ev: Arrays, out: Path, resume: bool
-) -> Predictions:
-    from multitask._linear_run import fit_linear, predict_linear
-
-    coef, intercept, losses = fit_linear(cfg, tasks, pre, tr, va)
-    if is_main_process():
-        out.mkdir(parents=True, exist_ok=True)
-        buf = _npz_bytes(coef=coef, intercept=intercept, losses=np.asarray(losses))
-        atomic_write(out / "linear.npz", lambda f: f.write(buf))
-    return predict_linear(coef, intercept, losses, tasks, ev)
-
-
 # ---- evaluate and predict ---------------------------------------------------------------------------------
 @dataclass
 class LoadedRun:
@@ -262,31 +386,51 @@ class LoadedRun:
 
 
 def load_run(run_dir: str | Path) -> LoadedRun:
-    """Read a run directory written by :func:`train` (no unpickling)."""
+    """Read a run directory written by :func:`train` (no unpickling), its files checked against each other."""
     d = Path(run_dir)
     if not d.is_dir():
         raise CheckpointError(f"{d}: no such run directory")
+    path = d / RUN_FILE
     try:
-        meta = json.loads((d / "run.json").read_text())
+        meta = json.loads(path.read_text())
     except FileNotFoundError:
-        raise CheckpointError(f"{d}: not a run directory (no run.json)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{d / 'run.json'}: corrupted ({e})") from None
+        raise CheckpointError(f"{d}: not a run directory (no {RUN_FILE})") from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: corrupted ({e})") from None
     if not isinstance(meta, dict) or meta.get("format") != RUN_FORMAT:
-        raise CheckpointError(f"{d / 'run.json'}: not written by multitask (format {RUN_FORMAT!r} expected)")
-    decl = meta["declaration"]
+        raise CheckpointError(f"{path}: not written by multitask (format {RUN_FORMAT!r} expected)")
+    check_complete(d)
+    decl = _field(meta, "declaration", dict, path)
+    name = _field(meta, "model", str, path)
+    try:
+        family = models.family(name)
+        tasks = [Task.from_dict(t) for t in _field(decl, "tasks", list, path)]
+        for key in ("task_source", "target_column", "task_rows", "sources"):
+            _field(decl, key, dict, path)
+    except (ConfigError, TypeError, KeyError, ValueError) as e:
+        raise CheckpointError(f"{path}: field 'declaration' or 'model' is invalid ({e})") from None
     pre = Preprocessor.load(d / "preprocessing.json")
-    tasks = [Task.from_dict(t) for t in decl["tasks"]]
-    if str(meta["model"]).startswith("linear:"):
-        from multitask._linear_run import load_linear, predict_linear
+    names = [t.name for t in tasks]
+    if sorted(pre.targets) != sorted(names):
+        raise CheckpointError(f"{d / 'preprocessing.json'}: field 'targets' has tasks {sorted(pre.targets)[:5]}, "
+                              f"but {path} declares {names[:5]}")
+    for t in tasks:
+        if pre.targets[t.name].kind != t.kind:
+            raise CheckpointError(f"{d / 'preprocessing.json'}: task {t.name!r} is {pre.targets[t.name].kind} there, "
+                                  f"{t.kind} in {path}")
+    if sorted(pre.sources) != sorted(decl["sources"]):
+        raise CheckpointError(f"{d / 'preprocessing.json'}: field 'sources' does not match {path}")
+    model = family.load(name, d, tasks, pre)
+    return LoadedRun(d, decl, pre, tasks, model.predict)
 
-        coef, intercept, losses = load_linear(d / "linear.npz")
-        return LoadedRun(d, decl, pre, tasks, lambda a: predict_linear(coef, intercept, losses, tasks, a))
-    model = load_model(d)
-    return LoadedRun(d, decl, pre, tasks, lambda a: predict_model(model, tasks, a))
+
+def _field(meta: dict[str, Any], key: str, kind: type, path: Path) -> Any:
+    if not isinstance(meta.get(key), kind):
+        raise CheckpointError(f"{path}: field {key!r} is missing or not a {kind.__name__}")
+    return meta[key]
 
 
-def _frames_for(run: LoadedRun, data: str | dict[str, str]) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+def _frames_for(run: LoadedRun, data: str | dict[str, str], sep: str | None = None) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
     sources = list(run.declaration["sources"])
     if isinstance(data, str):
         if len(sources) != 1:
@@ -297,45 +441,52 @@ def _frames_for(run: LoadedRun, data: str | dict[str, str]) -> tuple[dict[str, p
     unknown = [s for s in data if s not in sources]
     if unknown:
         raise ConfigError(f"--data {unknown[0]}=…: the run has no task or source {unknown[0]!r}")
-    return {s: read_table(p) for s, p in data.items()}, dict(data)
+    return {s: read_table(p, sep=sep) for s, p in data.items()}, dict(data)
 
 
-def evaluate(run_dir: str | Path, data: str | dict[str, str]) -> dict[str, dict[str, float]]:
-    """Per-task metrics of a trained run on labelled data (the same layout it was trained on)."""
+def evaluate(run_dir: str | Path, data: str | dict[str, str], sep: str | None = None) -> Metrics:
+    """Per-task metrics of a trained run on labelled data (the same layout it was trained on); None where
+    a metric is undefined on these rows."""
     run = load_run(run_dir)
-    frames, paths = _frames_for(run, data)
+    frames, paths = _frames_for(run, data, sep)
     spec = from_declaration(run.declaration, frames, paths)
     _check_task_ids(spec)
     arrays = run.preprocessor.transform(spec)
     return task_metrics(run.tasks, arrays, run.predictor(arrays), run.preprocessor)
 
 
-def predict(run_dir: str | Path, data: str | dict[str, str]) -> pd.DataFrame:
+def predict(run_dir: str | Path, data: str | dict[str, str], sep: str | None = None) -> pd.DataFrame:
     """Predictions for every row: one column per task (the value, or for a binary task the positive
     class probability); multiclass tasks add the predicted class and a ``TASK:CLASS`` probability column per
-    class, multilabel tasks a ``TASK:LABEL`` probability per label. In long form, one ``prediction`` column
-    holds each row's own task's prediction; with one data set per task, rows are stacked with a ``task`` column.
+    class, multilabel tasks the predicted label set and a ``TASK:LABEL`` probability per label. In long form,
+    the task-id column and one ``prediction`` column hold each row's own task's prediction (and, for classes,
+    its ``prediction:CLASS`` probabilities); with one data set per task, rows are stacked with a ``task`` column.
     """
     run = load_run(run_dir)
-    frames, paths = _frames_for(run, data)
+    frames, paths = _frames_for(run, data, sep)
     spec = from_declaration(run.declaration, frames, paths, labelled=False)
     _check_task_ids(spec)
     arrays = run.preprocessor.transform(spec)
     preds = run.predictor(arrays)
     pieces = []
     for source, frame in frames.items():
-        cols: dict[str, Any] = {}
         tasks = [t for t in run.tasks if spec.task_source[t.name] == source]
-        for t in tasks:
-            cols.update(_prediction_columns(t, run.preprocessor, preds[t.name]))
-        out = pd.DataFrame(cols, index=frame.index)
         if spec.task_rows:  # long form: each row's own task
             column = next(iter(spec.task_rows.values()))[0]
-            own = np.full(len(frame), np.nan)
+            own: dict[str, Any] = {column: frame[column].to_numpy()}
             for t in tasks:
                 rows = arrays.masks[t.name]
-                own[rows] = np.asarray(out[t.name], dtype=float)[rows]
-            out = pd.DataFrame({column: frame[column].to_numpy(), "prediction": own}, index=frame.index)
+                for key, values in run.preprocessor.decode(t.name, preds[t.name]).items():
+                    target = "prediction" + key[len(t.name):]
+                    if target not in own:
+                        own[target] = np.full(len(frame), None if values.dtype == object else np.nan, dtype=values.dtype)
+                    own[target][rows] = values[rows]
+            out = pd.DataFrame(own, index=frame.index)
+        else:
+            cols: dict[str, Any] = {}
+            for t in tasks:
+                cols.update(run.preprocessor.decode(t.name, preds[t.name]))
+            out = pd.DataFrame(cols, index=frame.index)
         if len(frames) > 1:
             out.insert(0, "task", source)
             out.insert(1, "row", np.arange(len(frame)))
@@ -343,18 +494,11 @@ def predict(run_dir: str | Path, data: str | dict[str, str]) -> pd.DataFrame:
     return pd.concat(pieces, ignore_index=len(pieces) > 1)
 
 
-def _prediction_columns(task: Task, pre: Preprocessor, pred: np.ndarray) -> dict[str, Any]:
-    codec = pre.targets[task.name]
-    if task.kind == "regression":
-        return {task.name: pre.to_original(task.name, pred.astype(np.float64))}
-    if task.kind == "binary":
-        return {task.name: pred.astype(np.float64)}
-    cols: dict[str, Any] = {}
-    if task.kind == "multiclass":
-        cols[task.name] = np.asarray(codec.classes, dtype=object)[pred.argmax(axis=1)]
-    for j, c in enumerate(codec.classes):
-        cols[f"{task.name}:{c}"] = pred[:, j].astype(np.float64)
-    return cols
+def write_predictions(frame: pd.DataFrame, output: str, inputs: list[str], run_dir: str | Path) -> Path:
+    """Write ``frame`` as CSV to ``output`` atomically; never over an input file or into a run directory."""
+    out = check_output(output, inputs, Path(run_dir))
+    atomic_replace(out, lambda tmp: frame.to_csv(tmp, index=False))
+    return out
 
 
 def _check_task_ids(spec: DataSpec) -> None:
@@ -374,26 +518,3 @@ def _check_task_ids(spec: DataSpec) -> None:
             f"{where}: task id {unknown.iloc[0]!r} in column {column!r} "
             f"(row {unknown.index[0]}) is not a task the model was trained on"
         )
-
-
-# ---- small helpers ----------------------------------------------------------------------------------------
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "task"
-
-
-def _write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda f: f.write(text.encode()))
-
-
-def is_main_process() -> bool:
-    """False on the ranks other than 0 under torchrun: only rank 0 writes the run directory."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-def _npz_bytes(**arrays: np.ndarray) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)  # type: ignore[arg-type]
-    return buf.getvalue()
-

@@ -66,6 +66,15 @@ class Arrays:
             task_source=dict(self.task_source),
         )
 
+    def concat(self, other: Arrays) -> Arrays:
+        """The rows of ``self`` followed by those of ``other`` (same sources and tasks), source by source."""
+        return Arrays(
+            inputs={s: np.concatenate([x, other.inputs[s]]) for s, x in self.inputs.items()},
+            targets={t: np.concatenate([y, other.targets[t]]) for t, y in self.targets.items()},
+            masks={t: np.concatenate([m, other.masks[t]]) for t, m in self.masks.items()},
+            task_source=dict(self.task_source),
+        )
+
     def only_tasks(self, tasks: list[str]) -> Arrays:
         """The data that the given tasks need (used to train single-task baselines)."""
         sources = {self.task_source[t] for t in tasks}

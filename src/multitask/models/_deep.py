@@ -1,0 +1,144 @@
+"""The deep family: an architecture from :data:`multitask.registry.MODELS` trained by :func:`multitask.train.fit`.
+
+Files in the run directory: ``model.json`` (the architecture and its arguments) and ``model.pt`` (the best
+weights), written by the trainer, plus ``checkpoint.pt`` and ``log.jsonl`` while training.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from multitask.data.arrays import Arrays
+from multitask.data.preprocess import Preprocessor
+from multitask.errors import ConfigError
+from multitask.models._base import Param, Predictions
+from multitask.registry import MODELS
+from multitask.tasks import Task
+from multitask.train import (
+    MODEL_CONFIG_FILE,
+    MODEL_FILE,
+    TrainConfig,
+    fit,
+    is_main_process,
+    load_model,
+    save_model,
+)
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from multitask.config import RunConfig
+
+
+class Deep:
+    """A deep multi-task network (an architecture of ``multitask.nn``) trained with early stopping."""
+
+    family: ClassVar[str] = "deep"
+    uses_validation: ClassVar[bool] = True
+
+    def __init__(self, name: str, options: dict[str, Any] | None = None, train: TrainConfig | None = None) -> None:
+        self.name = name
+        self.options = dict(options or {})
+        self.train = train if train is not None else TrainConfig()
+
+    @classmethod
+    def from_config(cls, cfg: RunConfig) -> Self:
+        return cls(cfg.model, cfg.model_options, cfg.train)
+
+    def check(self, tasks: Sequence[Task], pre: Preprocessor) -> None:
+        cls = MODELS.get(self.name)
+        try:
+            inspect.signature(cls).bind(inputs=None, tasks=None, task_source=None, output_sizes=None, **self.options)
+        except TypeError as e:
+            raise ConfigError(f"model_options for {self.name!r}: {e}") from None
+
+    def fit(
+        self,
+        tasks: Sequence[Task],
+        pre: Preprocessor,
+        train: Arrays,
+        valid: Arrays,
+        run_dir: Path | None = None,
+        *,
+        resume: bool = False,
+    ) -> Self:
+        from multitask.nn import InputSpec
+
+        self.check(tasks, pre)
+        if resume and run_dir is not None and (run_dir / MODEL_FILE).exists() and (run_dir / MODEL_CONFIG_FILE).exists():
+            self.net_: nn.Module = load_model(run_dir)
+            self.tasks_ = list(tasks)
+            return self
+        inputs = {
+            s: InputSpec(image_shape=v) if isinstance(v, tuple) else InputSpec(dim=v)
+            for s, v in pre.input_shapes().items()
+            if s in train.inputs
+        }
+        sizes = pre.output_sizes()
+        torch.manual_seed(self.train.seed)
+        net = MODELS.get(self.name)(
+            inputs=inputs,
+            tasks=list(tasks),
+            task_source={t.name: train.task_source[t.name] for t in tasks},
+            output_sizes={t.name: sizes[t.name] for t in tasks},
+            **self.options,
+        )
+        if run_dir is not None and is_main_process():
+            run_dir.mkdir(parents=True, exist_ok=True)
+        result = fit(net, list(tasks), train, valid, self.train, run_dir=run_dir, resume=resume)
+        self.net_ = result.model
+        self.tasks_ = list(tasks)
+        self.best_epoch_ = result.best_epoch
+        return self
+
+    @torch.no_grad()
+    def predict(self, data: Arrays, batch_size: int = 4096) -> Predictions:
+        """Every task's prediction (``Task.activate`` of the network output) on every row of its source."""
+        model = self.net_
+        model.eval()
+        device = next(model.parameters()).device
+        by_name = {t.name: t for t in self.tasks_}
+        chunks: dict[str, list[np.ndarray]] = {t: [] for t in by_name}
+        for source, x in data.inputs.items():
+            wanted = [t for t in data.tasks_of(source) if t in by_name]
+            for start in range(0, len(x), batch_size) if wanted else ():
+                inputs = {
+                    s: torch.from_numpy(np.ascontiguousarray(v[start : start + batch_size] if s == source else v[:0])).to(device)
+                    for s, v in data.inputs.items()
+                }
+                outputs = model(inputs)
+                for t in wanted:
+                    chunks[t].append(by_name[t].activate(outputs[t]).float().cpu().numpy())
+        return {t: np.concatenate(c) if c else np.zeros(0, dtype=np.float32) for t, c in chunks.items()}
+
+    def save(self, run_dir: Path) -> None:
+        save_model(self.net_, run_dir)
+
+    @classmethod
+    def load(cls, name: str, run_dir: Path, tasks: Sequence[Task], pre: Preprocessor) -> Self:
+        model = cls(name)
+        model.net_ = load_model(run_dir)
+        model.tasks_ = list(tasks)
+        return model
+
+    @classmethod
+    def search_space(cls, name: str, tasks: Sequence[Task]) -> list[Param]:
+        """Learning rate, weight decay, width and depth of the hidden layers, and dropout."""
+        return [
+            Param("train.lr", 1e-4, 1e-2, log=True),
+            Param("train.weight_decay", 1e-6, 1e-2, log=True),
+            Param("model_options.hidden", choices=("64", "128", "256", "128,64", "256,128", "256,128,64"),
+                  decode=lambda s: [int(w) for w in str(s).split(",")]),
+            Param("model_options.dropout", 0.0, 0.5),
+        ]
+
+    @classmethod
+    def pooled(cls, name: str) -> str:
+        return "pooled-mlp"
