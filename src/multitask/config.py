@@ -39,6 +39,8 @@ from multitask.registry import DATASETS
 from multitask.tasks import KINDS, Task, parse_task
 from multitask.train.config import TrainConfig
 
+#: the model name that chooses among candidates by validation
+AUTO = "auto"
 #: options of the training loop that every family reads (the others are the deep family's)
 _ANY_FAMILY_TRAIN = {"seed", "threads", "progress"}
 
@@ -121,6 +123,8 @@ class RunConfig(BaseModel):
     """Options of the model: architecture (hidden, dropout, ...), linear estimator (alpha, ...) or gbdt."""
     cv: StrictInt | None = None
     """Linear models: choose regularization by K-fold cross-validation."""
+    search: StrictInt | None = None
+    """Tune the model's options with this many Optuna trials, scored on validation (see docs/selection.md)."""
     # -- training and comparison
     train: TrainConfig = Field(default_factory=TrainConfig)
     """Training options (the table below); deep models read them all, other families only seed and threads."""
@@ -188,7 +192,7 @@ class RunConfig(BaseModel):
     def _model(cls, v: str) -> str:
         from multitask.models import check_name
 
-        return check_name(v)
+        return v if v == AUTO else check_name(v)
 
     @field_validator("dataset")
     @classmethod
@@ -223,6 +227,12 @@ class RunConfig(BaseModel):
                              "in wide form give each task's kind as NAME:KIND")
         if self.poolable and long_form:
             raise ValueError("option 'poolable' is for wide form; long-form tasks are always poolable")
+        if self.search is not None and not 1 <= self.search <= 100_000:
+            raise ValueError(f"option 'search' must be a number of trials from 1 to 100000, got {self.search}")
+        if self.model == AUTO:
+            if self.model_options:
+                raise ValueError("option 'model_options' does not apply to --model auto (each candidate has its own)")
+            return self
         family = family_name(self.model)
         if self.cv is not None and family != "linear":
             raise ValueError(f"option 'cv' applies to linear models, not {self.model!r}")

@@ -45,7 +45,7 @@ from multitask._rundir import (
     strict_json,
     write_text,
 )
-from multitask.config import RunConfig
+from multitask.config import AUTO, RunConfig
 from multitask.data.arrays import Arrays
 from multitask.data.preprocess import Preprocessor
 from multitask.data.reading import TaskFile, declare_long, declare_per_task, declare_wide, read_table
@@ -98,6 +98,7 @@ class RunResult:
     evaluated_on: str = "valid"
     description: str = ""
     notes: dict[str, str] = field(default_factory=dict)
+    selection: list[dict[str, Any]] | None = None  # the candidates or trials that chose the model
 
     @property
     def baseline(self) -> Metrics | None:
@@ -117,6 +118,7 @@ class RunResult:
             "mean": mean_over_tasks(self.metrics),
             "not_evaluated": self.notes,
             "baselines": {k: b.to_json() for k, b in self.baselines.items()},
+            **({"selection": self.selection} if self.selection is not None else {}),
         }
 
 
@@ -184,6 +186,7 @@ class Prepared:
     valid: Arrays
     test: Arrays | None
     description: str
+    test_held_out: bool = False  # the test part was held out of the user's training data (model selection)
 
     @property
     def tasks(self) -> list[Task]:
@@ -191,7 +194,10 @@ class Prepared:
 
     @property
     def evaluated_on(self) -> str:
-        return "test" if self.test is not None else "valid"
+        """``"test"`` (given), ``"held-out"`` (kept out of the training data by the run), or ``"valid"``."""
+        if self.test is None:
+            return "valid"
+        return "held-out" if self.test_held_out else "test"
 
     @property
     def evaluation(self) -> Arrays:
@@ -217,18 +223,28 @@ class Prepared:
         )
 
 
-def prepare(cfg: RunConfig, data: BuiltinData | None = None) -> Prepared:
-    """Read the configured data, hold out the validation part, and fit the preprocessing on the rest."""
+def prepare(cfg: RunConfig, data: BuiltinData | None = None, *, hold_out_test: bool | None = None) -> Prepared:
+    """Read the configured data, hold out the validation part, and fit the preprocessing on the rest.
+
+    When the run chooses among models or options (``--search``, ``--model auto``; or ``hold_out_test``) and
+    no test part exists, a test part of ``valid_fraction`` of each task's rows is held out first: the
+    reported metrics never come from the rows that chose the model.
+    """
     if data is not None:
         spec, test, description = data.train, data.test, data.description
         if cfg.test_data is not None:
             test = _test_spec(spec, cfg.test_data, cfg.sep)
     else:
         spec, test, description = load_data(cfg)
+    if hold_out_test is None:
+        hold_out_test = cfg.search is not None or cfg.model == AUTO
+    held_out = test is None and hold_out_test
+    if held_out:
+        spec, test = split_spec(spec, cfg.valid_fraction, cfg.train.seed + 1)
     train_spec, valid_spec = split_spec(spec, cfg.valid_fraction, cfg.train.seed)
     pre = Preprocessor.fit(train_spec)
     te = pre.transform(test) if test is not None else None
-    return Prepared(spec, pre, pre.transform(train_spec), pre.transform(valid_spec), te, description)
+    return Prepared(spec, pre, pre.transform(train_spec), pre.transform(valid_spec), te, description, held_out)
 
 
 def fit_and_score(
@@ -255,9 +271,15 @@ def train(cfg: RunConfig, resume: bool = False, data: BuiltinData | None = None,
     if resume:
         _check_resumable(out, cfg)
     p = prepare(cfg, data)
-    model = models.make(cfg)
+    chosen, selection = cfg, None
+    if cfg.model == AUTO or cfg.search is not None:
+        from multitask.selection import select
+
+        selection = select(cfg, p, out, resume=resume)
+        chosen = selection.cfg
+    model = selection.model if selection is not None and selection.model is not None else models.make(chosen)
     model.check(p.tasks, p.pre)
-    baselines = {kind: _baseline_config(cfg, kind, p) for kind in cfg.baseline}
+    baselines = {kind: _baseline_config(chosen, kind, p) for kind in cfg.baseline}
     for kind, bcfg in baselines.items():
         models.make(bcfg).check(p.tasks if kind != "stl" else p.tasks[:1], p.pre)
     dirs = task_dirs(p.spec.task_names)
@@ -267,8 +289,9 @@ def train(cfg: RunConfig, resume: bool = False, data: BuiltinData | None = None,
         write_text(out / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True))
         write_text(out / RUN_FILE, strict_json({
             "format": RUN_FORMAT,
-            "model": cfg.model,
-            "family": models.family_name(cfg.model),
+            "model": chosen.model,
+            "family": models.family_name(chosen.model),
+            "model_options": chosen.model_options,
             "declaration": declaration(p.spec),
             "task_dirs": dirs,
             "baselines": {k: b.model for k, b in baselines.items()},
@@ -277,8 +300,8 @@ def train(cfg: RunConfig, resume: bool = False, data: BuiltinData | None = None,
 
     notes: dict[str, str] = {}
     metrics, _ = fit_and_score(model, p, out, resume=resume, notes=notes)
-    result = RunResult(out, p.tasks, metrics, cfg.model, evaluated_on=p.evaluated_on, description=p.description,
-                       notes=notes)
+    result = RunResult(out, p.tasks, metrics, chosen.model, evaluated_on=p.evaluated_on, description=p.description,
+                       notes=notes, selection=selection.leaderboard if selection is not None else None)
     for kind, bcfg in baselines.items():
         where = out / "baseline" / kind
         if kind == "stl":
