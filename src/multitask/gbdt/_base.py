@@ -56,6 +56,7 @@ class GBDTMTL(BaseEstimator):
     """
 
     objective: Any
+    n_classes: Any
     n_estimators: int
     learning_rate: float
     num_leaves: int
@@ -160,7 +161,7 @@ class GBDTMTL(BaseEstimator):
             validation = (X_val, eval_set[1], eval_set[2] if len(eval_set) == 3 else None)
         seed = (int(self.random_state) if self.random_state is not None
                 else int(check_random_state(None).randint(np.iinfo(np.int32).max)))
-        problem = make_problem(X, data, self.objective, validation, self.validation_fraction,
+        problem = make_problem(X, data, self.objective, self.n_classes, validation, self.validation_fraction,
                                self.early_stopping_rounds, seed)
         self.tasks_ = data.labels
         self.n_tasks_ = len(data.labels)
@@ -244,12 +245,14 @@ class GBDTMTL(BaseEstimator):
     def to_dict(self) -> dict[str, Any]:
         """The fitted model as JSON-safe data: parameters, tasks, objectives, constants and LightGBM model strings.
 
-        ``objective`` is saved as one name per task unless it is a single name. Rebuild with :meth:`from_dict`.
+        ``objective`` and ``n_classes`` are saved as one value per task unless they are a single one. Rebuild with :meth:`from_dict`.
         """
         check_is_fitted(self)
         params = self.get_params()
         if not isinstance(params["objective"], str):
             params["objective"] = list(self.objectives_)
+        if params["n_classes"] is not None and not isinstance(params["n_classes"], int):
+            params["n_classes"] = list(self.n_classes_)
         return {
             "format": FORMAT,
             "estimator": type(self).__name__,

@@ -6,6 +6,7 @@ Validation rows are an explicit ``eval_set`` or a random share of each task's la
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +41,7 @@ class Problem:
     X_val: Matrix
     tasks: list[TaskRows]
     objectives: list[Objective]
-    n_classes: list[int]
+    n_classes: list[int]  # 1 for regression tasks
     early_stopping: bool  # validation rows exist and early_stopping_rounds is set
 
 
@@ -60,6 +61,34 @@ def resolve_objectives(objective: object, labels: NDArray[Any]) -> list[Objectiv
             raise ConfigError(f"objective: got {len(names)} objectives for {n_tasks} tasks; give one or one per task")
         return [get_objective(name) for name in names]
     raise ConfigError(f"objective: expected a name, a sequence of names or a mapping, got {type(objective).__name__}")
+
+
+def resolve_n_classes(n_classes: object, labels: NDArray[Any], objectives: list[Objective],
+                      seen: list[Array]) -> list[int]:
+    """Per task its number of classes: for a multiclass task the given count (an int for all, a sequence in
+    task order or a {task: k} map; None: inferred from the labels ``seen``), 2 for binary, 1 for regression."""
+    names = labels.tolist()
+    if n_classes is None or isinstance(n_classes, numbers.Integral):
+        given: list[object] = [n_classes] * len(names)
+    elif isinstance(n_classes, Mapping):
+        given = [n_classes.get(t) for t in names]
+    elif isinstance(n_classes, Sequence | np.ndarray) and not isinstance(n_classes, str):
+        given = list(n_classes)
+        if len(given) != len(names):
+            raise ConfigError(f"n_classes: got {len(given)} values for {len(names)} tasks; give one or one per task")
+    else:
+        raise ConfigError(f"n_classes: expected None, an integer, a sequence or a mapping, got {n_classes!r}")
+    widths = []
+    for obj, k, y, name in zip(objectives, given, seen, names, strict=True):
+        if obj.name != "multiclass" or k is None:
+            widths.append(obj.n_classes(y))
+            continue
+        if not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 2:
+            raise ConfigError(f"n_classes: task {name!r} needs an integer >= 2, got {k!r}")
+        if len(y) and y.max() >= k:
+            raise DataError(f"task {name!r}: class code {int(y.max())} is not below n_classes={k}")
+        widths.append(int(k))
+    return widths
 
 
 def holdout(n_rows: int, fraction: float, seed: int, task: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
@@ -101,8 +130,9 @@ def as_csr(X: Matrix) -> Matrix:
     return sp.csr_matrix(X) if sp.issparse(X) else X
 
 
-def make_problem(X: Matrix, data: TaskTargets, objective: object, validation: tuple[Matrix, Any, Any] | None,
-                 validation_fraction: float | None, early_stopping_rounds: int | None, seed: int) -> Problem:
+def make_problem(X: Matrix, data: TaskTargets, objective: object, n_classes: object,
+                 validation: tuple[Matrix, Any, Any] | None, validation_fraction: float | None,
+                 early_stopping_rounds: int | None, seed: int) -> Problem:
     """The per-task rows of a fit: labels checked, validation rows from ``validation`` or held out."""
     objectives = resolve_objectives(objective, data.labels)
     labels = data.labels.tolist()
@@ -119,7 +149,6 @@ def make_problem(X: Matrix, data: TaskTargets, objective: object, validation: tu
         for t, (rows, y) in enumerate(zip(data.rows, targets, strict=True)):
             train, val = holdout(len(rows), validation_fraction or 0.0, seed, t)
             tasks.append(TaskRows(rows[train], y[train], rows[val], y[val]))
-    n_classes = [obj.n_classes(np.concatenate([task.y, task.y_val]))
-                 for obj, task in zip(objectives, tasks, strict=True)]
+    widths = resolve_n_classes(n_classes, data.labels, objectives, [np.concatenate([t.y, t.y_val]) for t in tasks])
     has_validation = any(len(task.val_rows) for task in tasks)
-    return Problem(X, X_val, tasks, objectives, n_classes, has_validation and early_stopping_rounds is not None)
+    return Problem(X, X_val, tasks, objectives, widths, has_validation and early_stopping_rounds is not None)

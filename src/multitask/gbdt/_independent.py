@@ -25,6 +25,10 @@ class GBDTIndependent(GBDTMTL):
         ``"regression"`` (squared error), ``"binary"`` (log loss, labels 0/1) or ``"multiclass"`` (softmax,
         class codes 0..k−1); one name for all tasks, one per task (in the order of :attr:`tasks_`), or
         ``{task: name}``.
+    n_classes : int, sequence or mapping, default=None
+        Class count of the multiclass tasks (one for all, one per task, or ``{task: k}``; None entries and
+        other tasks ignored). None: one more than the largest class code seen in training or validation
+        labels (at least 2), so give it when a task's labels may miss its last classes.
     n_estimators : int, default=500
         Maximum number of boosting rounds.
     learning_rate : float, default=0.05
@@ -71,12 +75,14 @@ class GBDTIndependent(GBDTMTL):
         Defined when ``X`` has string column names.
     """
 
-    def __init__(self, objective: Any = "regression", *, n_estimators: int = 500, learning_rate: float = 0.05,
+    def __init__(self, objective: Any = "regression", *, n_classes: Any = None, n_estimators: int = 500,
+                 learning_rate: float = 0.05,
                  num_leaves: int = 31, min_child_samples: int = 20, subsample: float = 1.0,
                  colsample_bytree: float = 1.0, reg_lambda: float = 0.0, early_stopping_rounds: int | None = 50,
                  validation_fraction: float | None = 0.1, random_state: int | None = 0,
                  n_jobs: int | None = 1) -> None:
         self.objective = objective
+        self.n_classes = n_classes
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves

@@ -49,13 +49,15 @@ class GBDTMultiTask(GBDTMTL):
         per-task trees).
     """
 
-    def __init__(self, objective: Any = "regression", *, n_estimators: int = 500, learning_rate: float = 0.05,
+    def __init__(self, objective: Any = "regression", *, n_classes: Any = None, n_estimators: int = 500,
+                 learning_rate: float = 0.05,
                  task_rounds: int = 200, task_learning_rate: float = 0.05, min_task_rows: int = 10,
                  num_leaves: int = 31, min_child_samples: int = 20, subsample: float = 1.0,
                  colsample_bytree: float = 1.0, reg_lambda: float = 0.0, early_stopping_rounds: int | None = 50,
                  validation_fraction: float | None = 0.1, random_state: int | None = 0,
                  n_jobs: int | None = 1) -> None:
         self.objective = objective
+        self.n_classes = n_classes
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.task_rounds = task_rounds

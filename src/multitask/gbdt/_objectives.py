@@ -31,7 +31,7 @@ class Objective:
         return y
 
     def n_classes(self, y: Array) -> int:
-        """Width of the raw score for labels ``y``."""
+        """Number of classes for labels ``y`` (1 for regression)."""
         return 1
 
     def constant(self, y: Array, n_classes: int) -> Array:
@@ -95,6 +95,9 @@ class Binary(Objective):
         if len(bad):
             raise DataError(f"task {task!r}: objective 'binary' needs labels 0/1, found {bad[:5].tolist()}")
         return y
+
+    def n_classes(self, y: Array) -> int:
+        return 2
 
     def constant(self, y: Array, n_classes: int) -> Array:
         p = float(np.clip(np.mean(y), EPS, 1 - EPS))

@@ -55,12 +55,14 @@ class GBDTPooled(GBDTMTL):
     (``boosters_`` holds one booster per group).
     """
 
-    def __init__(self, objective: Any = "regression", *, n_estimators: int = 500, learning_rate: float = 0.05,
+    def __init__(self, objective: Any = "regression", *, n_classes: Any = None, n_estimators: int = 500,
+                 learning_rate: float = 0.05,
                  num_leaves: int = 31, min_child_samples: int = 20, subsample: float = 1.0,
                  colsample_bytree: float = 1.0, reg_lambda: float = 0.0, early_stopping_rounds: int | None = 50,
                  validation_fraction: float | None = 0.1, random_state: int | None = 0,
                  n_jobs: int | None = 1) -> None:
         self.objective = objective
+        self.n_classes = n_classes
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves
