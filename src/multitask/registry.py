@@ -75,6 +75,7 @@ MODELS = Registry(
     "model",
     {
         "hard-sharing": "multitask.nn:HardSharing",
+        "pooled-mlp": "multitask.nn._pooled:PooledMLP",
     },
 )
 
