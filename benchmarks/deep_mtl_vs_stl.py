@@ -24,14 +24,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from multitask import models
 from multitask.config import RunConfig
-from multitask.data.preprocess import Preprocessor
 from multitask.data.spec import BuiltinData, DataSpec
 from multitask.data.split import split_spec
 from multitask.datasets import census_income, school
-from multitask.evaluate import predict_model
-from multitask.runs import train
-from multitask.train import load_model
+from multitask.runs import load_run, train
 from multitask.train.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,16 +47,19 @@ def _mean(result: dict[str, dict[str, float]], metric: str) -> float:
 
 def pooled_explained_variance(run_dir: Path, test: DataSpec) -> tuple[float, float]:
     """``1 − Var(y − ŷ) / Var(y)`` over all test rows of all tasks, for the MTL model and the STL models."""
-    pre = Preprocessor.load(run_dir / "preprocessing.json")
+    run = load_run(run_dir)
+    pre = run.preprocessor
     arrays = pre.transform(test)
     tasks = test.tasks
-    mtl = predict_model(load_model(run_dir), tasks, arrays)
+    mtl = run.predictor(arrays)
+    meta = json.loads((run_dir / "run.json").read_text())
     ys, mtl_res, stl_res = [], [], []
     for task in tasks:
         mask = arrays.masks[task.name]
         y = pre.to_original(task.name, arrays.targets[task.name][mask].astype(np.float64))
-        single = load_model(run_dir / "baseline" / task.name)
-        stl = predict_model(single, [task], arrays.only_tasks([task.name]))[task.name]
+        where = run_dir / "baseline" / "stl" / meta["task_dirs"][task.name]
+        single = models.family(meta["model"]).load(meta["model"], where, [task], pre)
+        stl = single.predict(arrays.only_tasks([task.name]))[task.name]
         ys.append(y)
         mtl_res.append(y - pre.to_original(task.name, mtl[task.name][mask].astype(np.float64)))
         stl_res.append(y - pre.to_original(task.name, stl[mask].astype(np.float64)))

@@ -1,0 +1,57 @@
+"""Run every benchmark with its default arguments, one after the other: ``make bench`` (or
+``python -m benchmarks.run_all [--only NAME ...]``).
+
+Each benchmark prints its own results and writes them under ``benchmarks/results/`` (or, with ``--write``
+where a script has it, into ``docs/benchmarks.md``). The real data sets are read from ``../shared/data``
+(or ``$MULTITASK_DATA``); a benchmark that needs them is skipped, with a message, when they are absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("MULTITASK_DATA", REPO.parent / "shared" / "data"))
+
+#: name -> (module and arguments, whether it needs the shared data sets)
+BENCHMARKS: dict[str, tuple[list[str], bool]] = {
+    "trainer_overhead": (["benchmarks.trainer_overhead"], False),
+    "torch_threads": (["benchmarks.torch_threads"], False),
+    "linear_timing": (["benchmarks.linear_timing"], False),
+    "linear_school": (["benchmarks.linear_school"], True),
+    "deep_school": (["benchmarks.deep_mtl_vs_stl", "school"], True),
+    "deep_census": (["benchmarks.deep_mtl_vs_stl", "census"], True),
+    "compare_school": (["benchmarks.compare", "school"], True),
+    "compare_sarcos": (["benchmarks.compare", "sarcos"], True),
+    "compare_census": (["benchmarks.compare", "census"], True),
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), help="run only these benchmarks")
+    args = parser.parse_args()
+    failed = []
+    for name in args.only or list(BENCHMARKS):
+        command, needs_data = BENCHMARKS[name]
+        if needs_data and not DATA.is_dir():
+            print(f"== {name}: skipped, no shared data sets at {DATA}", flush=True)
+            continue
+        print(f"== {name}: python -m {' '.join(command)}", flush=True)
+        start = time.perf_counter()
+        rc = subprocess.call([sys.executable, "-m", *command], cwd=REPO, env={**os.environ, "MULTITASK_DATA": str(DATA)})
+        print(f"== {name}: exit {rc} after {time.perf_counter() - start:.0f} s", flush=True)
+        if rc != 0:
+            failed.append(name)
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
