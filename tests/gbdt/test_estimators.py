@@ -146,7 +146,8 @@ def test_constant_models_of_tasks_that_trees_cannot_help(name: str) -> None:
     ({"subsample": 0.0}, r"subsample: must be in \(0, 1\]"),
     ({"validation_fraction": 1.0}, r"validation_fraction: must be None or in \(0, 1\)"),
     ({"early_stopping_rounds": 0}, "early_stopping_rounds: must be None or an integer >= 1"),
-    ({"random_state": np.random.RandomState(0)}, "random_state: must be None or an integer"),
+    ({"random_state": np.random.RandomState(0)}, "random_state: must be None or an integer >= 0"),
+    ({"random_state": -1}, "random_state: must be None or an integer >= 0"),
     ({"n_jobs": 0}, "n_jobs: must be None or a non-zero integer"),
     ({"task_rounds": -1}, "task_rounds: must be an integer >= 0"),
     ({"min_task_rows": 0}, "min_task_rows: must be an integer >= 1"),
@@ -182,11 +183,12 @@ def test_to_dict_is_strict_json_and_round_trips(name: str) -> None:
     X, Y = mixed(seed=8)
     frame = pd.DataFrame(X, columns=["a", "b", "c", "d"])
     targets = pd.DataFrame(Y, columns=["value", "flag", "grade"])
-    model = make(name, objective=OBJECTIVES).fit(frame, targets)
+    model = make(name, objective=OBJECTIVES, num_leaves=np.int64(7), n_classes={"grade": 3}).fit(frame, targets)
     text = json.dumps(model.to_dict(), allow_nan=False)
     loaded = type(model).from_dict(json.loads(text))
     again = from_dict(json.loads(text))
-    assert type(again) is type(model) and loaded.get_params() == model.get_params()
+    assert type(again) is type(model) and loaded.n_classes_ == [None, 2, 3]
+    assert loaded.get_params() == {**model.get_params(), "n_classes": [None, 2, 3]}
     np.testing.assert_array_equal(loaded.predict(frame), model.predict(frame))
     for task in ["value", "flag", "grade"]:
         np.testing.assert_array_equal(loaded.predict_task(frame, task), model.predict_task(frame, task))

@@ -102,8 +102,8 @@ class GBDTMTL(BaseEstimator):
         fraction = self.validation_fraction
         if fraction is not None and not (_is_real(fraction) and 0 < fraction < 1):
             raise ConfigError(f"validation_fraction: must be None or in (0, 1), got {fraction!r}")
-        if self.random_state is not None and not _is_int(self.random_state):
-            raise ConfigError(f"random_state: must be None or an integer, got {self.random_state!r}")
+        if self.random_state is not None and not (_is_int(self.random_state) and self.random_state >= 0):
+            raise ConfigError(f"random_state: must be None or an integer >= 0, got {self.random_state!r}")
         if self.n_jobs is not None and not (_is_int(self.n_jobs) and self.n_jobs != 0):
             raise ConfigError(f"n_jobs: must be None or a non-zero integer (-1: all cores), got {self.n_jobs!r}")
 
@@ -248,7 +248,7 @@ class GBDTMTL(BaseEstimator):
         ``objective`` and ``n_classes`` are saved as one value per task unless they are a single one. Rebuild with :meth:`from_dict`.
         """
         check_is_fitted(self)
-        params = self.get_params()
+        params = {k: v.item() if isinstance(v, np.generic) else v for k, v in self.get_params().items()}
         if not isinstance(params["objective"], str):
             params["objective"] = list(self.objectives_)
         if params["n_classes"] is not None and not isinstance(params["n_classes"], int):
