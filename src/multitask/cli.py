@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--sampling", choices=SAMPLERS.names(), help=_doc("sampling", train=True))
     o.add_argument("--temperature", type=float, help=_doc("temperature", train=True))
     o.add_argument("--patience", type=int, help=_doc("patience", train=True))
+    o.add_argument("--monitor", metavar="TASK", help=_doc("monitor", train=True))
     o.add_argument("--seed", type=int, help=_doc("seed", train=True))
     o.add_argument("--threads", type=int, help=_doc("threads", train=True))
     o.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -167,6 +168,7 @@ def _train_overrides(a: argparse.Namespace) -> dict[str, Any]:
             "sampling": a.sampling,
             "temperature": a.temperature,
             "patience": a.patience,
+            "monitor": a.monitor,
             "seed": a.seed,
             "threads": a.threads,
             "progress": False if a.quiet else None,

@@ -57,8 +57,8 @@ class Task:
             raise ConfigError("a task needs a non-empty name")
         if self.kind not in KINDS:
             raise ConfigError(f"task {self.name!r}: unknown task kind {self.kind!r}; choose one of: {', '.join(KINDS)}")
-        if not (self.weight >= 0.0):
-            raise ConfigError(f"task {self.name!r}: weight must be >= 0, got {self.weight}")
+        if not (0.0 <= self.weight < float("inf")):
+            raise ConfigError(f"task {self.name!r}: weight must be a finite number >= 0, got {self.weight}")
         loss = self.loss or KIND_LOSSES[self.kind][0]
         if loss not in KIND_LOSSES[self.kind]:
             allowed = ", ".join(KIND_LOSSES[self.kind])
