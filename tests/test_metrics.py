@@ -88,6 +88,6 @@ def test_task_defaults_and_errors() -> None:
         Task("y", "regression", loss="ce")
     with pytest.raises(ConfigError, match="unknown metric 'rsme'"):
         Task("y", "regression", metric="rsme")
-    with pytest.raises(ConfigError, match="weight must be >= 0"):
+    with pytest.raises(ConfigError, match="weight must be a finite number >= 0"):
         Task("y", "regression", weight=-1)
     assert Task.from_dict(t.to_dict()) == t

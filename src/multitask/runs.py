@@ -267,7 +267,10 @@ def train(cfg: RunConfig, resume: bool = False, data: BuiltinData | None = None,
     ``data`` (optional) is the already loaded data set that ``cfg.dataset`` names. ``--out`` must be new or
     empty, or an existing run continued with ``resume`` or replaced with ``overwrite``.
     """
-    out = prepare_out(cfg.out, resume=resume, overwrite=overwrite or cfg.overwrite)
+    if is_main_process():  # the other ranks of a torchrun job write nothing, and must not see rank 0's files
+        out = prepare_out(cfg.out, resume=resume, overwrite=overwrite or cfg.overwrite)
+    else:
+        out = Path(str(cfg.out))
     if resume:
         _check_resumable(out, cfg)
     p = prepare(cfg, data)
