@@ -17,7 +17,7 @@ from torch import nn
 
 from multitask.data.arrays import Arrays
 from multitask.data.preprocess import Preprocessor
-from multitask.errors import ConfigError
+from multitask.errors import CheckpointError, ConfigError
 from multitask.models._base import Param, Predictions
 from multitask.registry import MODELS
 from multitask.tasks import Task
@@ -126,6 +126,13 @@ class Deep:
         model = cls(name)
         model.net_ = load_model(run_dir)
         model.tasks_ = list(tasks)
+        described = {t.name: int(k) for t, k in zip(tasks, [pre.output_sizes()[t.name] for t in tasks], strict=True)}
+        sizes = getattr(model.net_, "output_sizes", described)
+        if sizes != described:
+            raise CheckpointError(
+                f"{run_dir / MODEL_CONFIG_FILE}: field 'output_sizes' {dict(list(sizes.items())[:3])}… does not match "
+                "the run's tasks in preprocessing.json"
+            )
         return model
 
     @classmethod
