@@ -91,3 +91,13 @@ def test_pooled_baseline_needs_poolable_tasks(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="different kinds"):
         train(cfg)
     assert not (tmp_path / "run").exists()
+
+
+def test_estimator_errors_name_the_users_task() -> None:
+    from multitask.errors import DataError
+    from multitask.models._base import name_tasks
+    from multitask.tasks import Task
+
+    tasks = [Task("school 1", "regression"), Task("school 2", "regression")]
+    error = name_tasks(DataError("task 1 (column 1 of y) has no labelled rows"), tasks)
+    assert str(error) == "task 'school 2' has no labelled rows"

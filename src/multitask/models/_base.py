@@ -6,6 +6,7 @@ branches on which family a model belongs to.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ import numpy as np
 
 from multitask.data.arrays import Arrays
 from multitask.data.preprocess import Preprocessor
+from multitask.errors import DataError
 from multitask.tasks import Task
 
 if TYPE_CHECKING:
@@ -25,6 +27,16 @@ if TYPE_CHECKING:
 #: ``{task: prediction on every row of the task's source}``: the value (regression, standardized units),
 #: the positive-class probability (binary), class or label probabilities ``(n, k)`` (multiclass, multilabel)
 Predictions = dict[str, np.ndarray]
+
+
+def name_tasks(error: DataError, tasks: Sequence[Task]) -> DataError:
+    """``error`` with the estimators' "task j (column j of y)" replaced by the user's task name."""
+
+    def name(match: re.Match[str]) -> str:
+        j = int(match.group(1))
+        return f"task {tasks[j].name!r}" if j < len(tasks) else match.group(0)
+
+    return DataError(re.sub(r"task (\d+) \(column \d+ of y\)", name, str(error)))
 
 
 def _same(value: Any) -> Any:

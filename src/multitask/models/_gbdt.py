@@ -18,8 +18,8 @@ import numpy as np
 from multitask._rundir import strict_json, write_text
 from multitask.data.arrays import Arrays
 from multitask.data.preprocess import Preprocessor
-from multitask.errors import CheckpointError, ConfigError
-from multitask.models._base import Param, Predictions
+from multitask.errors import CheckpointError, ConfigError, DataError
+from multitask.models._base import Param, Predictions, name_tasks
 from multitask.models._linear import features, wide_targets
 from multitask.registry import GBDT as MEMBERS
 from multitask.tasks import Task
@@ -88,7 +88,10 @@ class GBDT:
         eval_set = None
         if any(valid.n_labelled(t.name) > 0 for t in tasks):
             eval_set = (features(valid, pre), wide_targets(valid, tasks))
-        est.fit(features(train, pre), wide_targets(train, tasks), eval_set=eval_set)
+        try:
+            est.fit(features(train, pre), wide_targets(train, tasks), eval_set=eval_set)
+        except DataError as e:
+            raise name_tasks(e, tasks) from None
         self.estimator_ = est
         self.tasks_ = list(tasks)
         return self

@@ -20,8 +20,8 @@ import numpy as np
 
 from multitask.data.arrays import Arrays
 from multitask.data.preprocess import Preprocessor
-from multitask.errors import CheckpointError, ConfigError
-from multitask.models._base import Param, Predictions
+from multitask.errors import CheckpointError, ConfigError, DataError
+from multitask.models._base import Param, Predictions, name_tasks
 from multitask.registry import LINEAR
 from multitask.tasks import Task
 from multitask.train import is_main_process
@@ -113,12 +113,15 @@ class Linear:
         x = features(train, pre)
         y = wide_targets(train, tasks)
         est = self._estimator(tasks)
-        if self.cv is not None:
-            from multitask.linear import cross_validate_params
+        try:
+            if self.cv is not None:
+                from multitask.linear import cross_validate_params
 
-            est = cross_validate_params(est, x, y, cv=self.cv)
-        else:
-            est.fit(x, y)
+                est = cross_validate_params(est, x, y, cv=self.cv)
+            else:
+                est.fit(x, y)
+        except DataError as e:
+            raise name_tasks(e, tasks) from None
         losses = est.get_params()["loss"]
         self.losses_ = [losses] * len(tasks) if isinstance(losses, str) else [str(v) for v in losses]
         self.coef_ = np.asarray(est.coef_, dtype=np.float64)
