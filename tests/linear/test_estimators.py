@@ -129,8 +129,12 @@ def test_data_errors_name_the_task() -> None:
     with pytest.raises(DataError, match=r"task 1 \(column 1 of y\) has no labelled rows"):
         L21().fit(X, Y)
     X, Y, _ = regression()
-    with pytest.raises(DataError, match="task 0: loss 'logistic' needs exactly two classes"):
+    with pytest.raises(DataError, match=r"task 0 \(column 0 of y\): loss 'logistic' needs two classes, found 120"):
         L21(loss="logistic").fit(X, Y)
+    with pytest.raises(DataError, match=r"^task 'b': loss 'logistic' needs two classes, found 3"):
+        L21(loss="logistic").fit(X[:6], np.array([0, 1, 0, 1, 2, 0]), tasks=["a", "a", "b", "b", "b", "a"])
+    with pytest.raises(DataError, match=r"^y: loss 'logistic' needs two classes"):
+        L21(loss="logistic").fit(X, Y[:, 0])
     with pytest.raises(ConfigError, match=r"adjacency: expected shape \(3, 3\)"):
         GraphRegularized(adjacency=np.ones((2, 2))).fit(X, Y)
 
@@ -232,8 +236,11 @@ def test_registry_entries_work_as_the_cli_uses_them(name: str) -> None:
     assert model.predict(X).shape == Y.shape
     assert model.decision_function(X).shape == Y.shape
     assert model.predict_proba(X).shape == Y.shape
-    params = model.get_params()
-    assert set(cls.regularization_params) <= set(params)
-    grid = cls.default_param_grid()
-    assert set(grid) == set(cls.regularization_params) and all(len(v) >= 2 for v in grid.values())
-    assert all(v == params[k] or min(grid[k]) <= params[k] <= max(grid[k]) for k, v in params.items() if k in grid)
+    assert set(cls.regularization_params) <= set(model.get_params())
+    grid = model.default_param_grid(X, Y)
+    scale = model.regularization_scale(X, Y)
+    assert set(grid) == set(scale) == set(cls.search_space()) == set(cls.regularization_params)
+    for param, (low, high) in cls.search_space().items():
+        assert 0 < low < high and len(grid[param]) >= 3
+        np.testing.assert_allclose([min(grid[param]), max(grid[param])], [low * scale[param], high * scale[param]])
+        assert model.search_bounds(X, Y)[param] == pytest.approx((low * scale[param], high * scale[param]))

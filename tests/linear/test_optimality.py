@@ -20,7 +20,7 @@ def objective_of(model: LinearMTL, X: np.ndarray, Y: np.ndarray) -> Objective:
     """F(parts, b) = sum_t mean loss_t + Ω(parts), built independently of the solver's path."""
     data = split_targets(Y, None, len(X))
     losses = resolve_losses(model.loss, data.labels)
-    targets, _ = encode_binary(data.targets, losses, data.labels)
+    targets, _ = encode_binary(data, losses)
     backend = ArrayBackend(X, data.rows, targets, losses)
     if isinstance(model, Clustered):  # M minimized out for the given W
         def clustered(parts: np.ndarray, b: np.ndarray) -> float:

@@ -10,6 +10,7 @@ from multitask.linear._base import LinearMTL
 from multitask.linear._baselines import IndependentLinear, PooledLinear
 from multitask.linear._clustered import Clustered
 from multitask.linear._cv import MultiTaskCV, cross_validate_params
+from multitask.linear._data import rename_task_error
 from multitask.linear._low_rank import Robust, SparseLowRank, TraceNorm
 from multitask.linear._mtrl import TaskRelationship
 from multitask.linear._path import Path, regularization_path
@@ -36,6 +37,7 @@ __all__ = [
     "TraceNorm",
     "cross_validate_params",
     "regularization_path",
+    "rename_task_error",
 ]
 
 #: every formulation, in the order of the docs' table

@@ -1,6 +1,7 @@
 """What every linear formulation shares: data forms, losses, the FISTA fit, prediction and scoring.
 
-A formulation is a subclass that says which parameters are its regularization strengths and builds its
+A formulation is a subclass that says which parameters are its regularization strengths, where they reach
+their limits on given data (:meth:`LinearMTL._scales`, see :mod:`multitask.linear._scale`) and builds its
 penalty (:meth:`LinearMTL._penalty`); formulations that alternate with a closed-form step (clustered,
 task relationship) override :meth:`LinearMTL._solve` and still call the same solver for ``W``.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -18,15 +20,16 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import ClassifierTags, RegressorTags, Tags
 from sklearn.utils._available_if import available_if
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
 from multitask.errors import ConfigError, DataError
 from multitask.linear._backend import ArrayBackend, Backend, Centered
-from multitask.linear._data import encode_binary, resolve_losses, split_targets, task_index
+from multitask.linear._data import TaskTargets, encode_binary, resolve_losses, split_targets, task_index
 from multitask.linear._losses import Loss, get_loss
 from multitask.linear._penalties import Penalty
-from multitask.linear._solver import SolverResult, fista
+from multitask.linear._scale import ScaleInputs
+from multitask.linear._solver import DivergedError, SolverResult, fista
 
 Array = NDArray[np.float64]
 #: below this many multiply-adds per loss evaluation the solver runs BLAS on one thread
@@ -48,6 +51,18 @@ def _has_classification(estimator: LinearMTL) -> bool:
     return any(name in ("logistic", "squared_hinge") for name in names)
 
 
+@dataclass(frozen=True)
+class _Problem:
+    """A fit's inputs once checked: tasks, losses, encoded targets, the column means and the backend."""
+
+    data: TaskTargets
+    losses: list[Loss]
+    targets: list[Array]
+    classes: list[Array | None]
+    mean: Array
+    backend: Centered
+
+
 class LinearMTL(BaseEstimator):
     """Base of the linear multi-task estimators: ``min_{W, b} sum_t L_t(w_t, b_t) + Ω(W)``.
 
@@ -56,7 +71,8 @@ class LinearMTL(BaseEstimator):
 
     #: names of the parameters that set regularization strengths (what cross-validation tunes)
     regularization_params: ClassVar[tuple[str, ...]] = ()
-    #: a default cross-validation grid over :attr:`regularization_params`
+    #: the default grid over :attr:`regularization_params`, in units of :meth:`regularization_scale`; its
+    #: smallest and largest values bound :meth:`search_space`
     param_grid: ClassVar[dict[str, tuple[float, ...]]] = {}
     #: number of parts W is split into (W = P + Q has two)
     _n_blocks: ClassVar[int] = 1
@@ -70,14 +86,52 @@ class LinearMTL(BaseEstimator):
     max_iter: int
     warm_start: bool
 
+    # ---- the search space ------------------------------------------------------------------------------
     @classmethod
-    def default_param_grid(cls) -> dict[str, list[float]]:
-        """A copy of :attr:`param_grid` as lists, ready for :class:`~multitask.linear.MultiTaskCV`."""
-        return {name: list(values) for name, values in cls.param_grid.items()}
+    def search_space(cls) -> dict[str, tuple[float, float]]:
+        """Log-uniform range ``(low, high)`` of each regularization parameter, in units of its scale.
+
+        ``high`` (times :meth:`regularization_scale`) is the strength at which the penalty reaches its
+        limit (``W = 0``, or pooled tasks); ``low`` is effectively unregularized. The range is the span of
+        :attr:`param_grid`.
+        """
+        return {name: (min(values), max(values)) for name, values in cls.param_grid.items()}
+
+    def regularization_scale(self, X: Any, y: Any, tasks: Any = None) -> dict[str, float]:
+        """Per regularization parameter, the strength at which its penalty reaches its limit on this data.
+
+        For a norm, the smallest strength giving ``W = 0``: the dual norm of the loss gradient at ``W = 0``
+        (intercepts fitted). For a quadratic penalty, the strength whose curvature is 1000 times the loss's,
+        which puts ``W`` within about 1e-3 of its limit (0, or the pooled solution for a coupling). 1 for a
+        dimensionless parameter, and where the data give no scale (constant features). Uses the
+        estimator's ``loss``, ``fit_intercept`` and structure (``adjacency``), not its strengths.
+        """
+        X = check_array(X, accept_sparse="csr", dtype=np.float64)
+        problem = self._prepare(X, y, tasks)
+        intercept = (np.array([loss.best_constant(t) for loss, t in zip(problem.losses, problem.targets, strict=True)])
+                     if self.fit_intercept else np.zeros(len(problem.targets)))
+        inputs = ScaleInputs(X, problem.data.rows, problem.targets, problem.losses, problem.backend, intercept,
+                             self.fit_intercept)
+        scales = self._scales(inputs)
+        return {name: float(value) if np.isfinite(value) and value > 0 else 1.0 for name, value in scales.items()}
+
+    def search_bounds(self, X: Any, y: Any, tasks: Any = None) -> dict[str, tuple[float, float]]:
+        """:meth:`search_space` times :meth:`regularization_scale`: the range to search on this data."""
+        scale = self.regularization_scale(X, y, tasks)
+        return {name: (low * scale[name], high * scale[name]) for name, (low, high) in self.search_space().items()}
+
+    def default_param_grid(self, X: Any, y: Any, tasks: Any = None) -> dict[str, list[float]]:
+        """:attr:`param_grid` times :meth:`regularization_scale`, ready for :class:`~multitask.linear.MultiTaskCV`."""
+        scale = self.regularization_scale(X, y, tasks)
+        return {name: [value * scale[name] for value in values] for name, values in self.param_grid.items()}
 
     # ---- what a formulation provides --------------------------------------------------------------------
     def _penalty(self, n_tasks: int) -> Penalty:
         """The penalty on the stack of parts ``(n_blocks, n_tasks, n_features)``."""
+        raise NotImplementedError
+
+    def _scales(self, inputs: ScaleInputs) -> dict[str, float]:
+        """Each regularization parameter's limit strength (see :meth:`regularization_scale`)."""
         raise NotImplementedError
 
     def _solve(self, backend: Backend, coef: Array, intercept: Array) -> SolverResult:
@@ -115,22 +169,24 @@ class LinearMTL(BaseEstimator):
         """
         self._check_params()
         X = validate_data(self, X, accept_sparse="csr", dtype=np.float64, reset=True)
-        data = split_targets(y, tasks, X.shape[0])
-        losses = resolve_losses(self.loss, data.labels)
-        targets, classes = encode_binary(data.targets, losses, data.labels)
-        n_tasks, n_features = len(data.labels), X.shape[1]
-        mean = np.asarray(X.mean(axis=0)).ravel() if self.fit_intercept else np.zeros(n_features)
-        backend = Centered(ArrayBackend(X, data.rows, targets, losses), mean)
-        shape = (self._n_blocks, n_tasks, n_features)
-        if self.warm_start and getattr(self, "_coef_parts", np.empty(0)).shape == shape:
-            coef0, intercept0 = self._coef_parts, self.intercept_ + self.coef_ @ mean
-        else:
-            coef0, intercept0 = np.zeros(shape), self._initial_intercept(targets, losses)
-        # small evaluations run faster on one BLAS thread (threads cost more than they save, worse when busy)
-        small = getattr(backend, "work", float("inf")) < _SMALL_WORK
-        with threadpool_limits(limits=1, user_api="blas") if small else nullcontext():
-            result = self._solve(backend, coef0, intercept0)
-        result.intercept = result.intercept - result.coef.sum(axis=0) @ mean
+        # overflow shows as non-finite values, reported by DivergedError rather than as numpy warnings
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            problem = self._prepare(X, y, tasks)
+            data, losses, targets, classes, mean, backend = (
+                problem.data, problem.losses, problem.targets, problem.classes, problem.mean, problem.backend)
+            n_tasks, n_features = len(data.labels), X.shape[1]
+            shape = (self._n_blocks, n_tasks, n_features)
+            if self.warm_start and getattr(self, "_coef_parts", np.empty(0)).shape == shape:
+                coef0, intercept0 = self._coef_parts, self.intercept_ + self.coef_ @ mean
+            else:
+                coef0, intercept0 = np.zeros(shape), self._initial_intercept(targets, losses)
+            # small evaluations run faster on one BLAS thread (threads cost more than they save, worse when busy)
+            small = getattr(backend, "work", float("inf")) < _SMALL_WORK
+            with threadpool_limits(limits=1, user_api="blas") if small else nullcontext():
+                result = self._solve(backend, coef0, intercept0)
+            result.intercept = result.intercept - result.coef.sum(axis=0) @ mean
+        if not (np.isfinite(result.coef).all() and np.isfinite(result.intercept).all()):
+            raise DivergedError("the fitted coefficients are")
         if not result.converged:
             warnings.warn(ConvergenceWarning(
                 f"{type(self).__name__} did not converge (max_iter={self.max_iter}, tol={self.tol}); "
@@ -147,19 +203,17 @@ class LinearMTL(BaseEstimator):
         self._set_parts(result.coef)
         return self
 
+    def _prepare(self, X: Any, y: Any, tasks: Any) -> _Problem:
+        data = split_targets(y, tasks, X.shape[0])
+        losses = resolve_losses(self.loss, data.labels)
+        targets, classes = encode_binary(data, losses)
+        mean = np.asarray(X.mean(axis=0)).ravel() if self.fit_intercept else np.zeros(X.shape[1])
+        return _Problem(data, losses, targets, classes, mean, Centered(ArrayBackend(X, data.rows, targets, losses), mean))
+
     def _initial_intercept(self, targets: list[Array], losses: list[Loss]) -> Array:
         if not self.fit_intercept:
             return np.zeros(len(targets))
-        start = []
-        for y, loss in zip(targets, losses, strict=True):
-            if loss.name == "logistic":
-                p = np.clip(y.mean(), 1e-3, 1 - 1e-3)
-                start.append(float(np.log(p / (1 - p))))
-            elif loss.name == "squared_hinge":
-                start.append(float(np.clip(2 * y.mean() - 1, -1, 1)))
-            else:
-                start.append(float(y.mean()))
-        return np.asarray(start)
+        return np.array([loss.best_constant(y) for y, loss in zip(targets, losses, strict=True)])
 
     # ---- predict ----------------------------------------------------------------------------------------
     def _scores(self, X: Any, tasks: Any) -> tuple[Array, NDArray[np.intp] | None]:

@@ -8,8 +8,7 @@ import numpy as np
 
 from multitask.linear._base import LinearMTL
 from multitask.linear._penalties import Blocks, EqualRows, Penalty, TaskQuadratic
-
-_ALPHAS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+from multitask.linear._scale import QUADRATIC_GRID, QUADRATIC_LIMIT, ScaleInputs
 
 
 class IndependentLinear(LinearMTL):
@@ -49,7 +48,7 @@ class IndependentLinear(LinearMTL):
     """
 
     regularization_params: ClassVar[tuple[str, ...]] = ("alpha",)
-    param_grid: ClassVar[dict[str, tuple[float, ...]]] = {"alpha": _ALPHAS}
+    param_grid: ClassVar[dict[str, tuple[float, ...]]] = {"alpha": QUADRATIC_GRID}
 
     def __init__(self, alpha: float = 1e-2, *, loss: Any = "squared", fit_intercept: bool = True,
                  tol: float = 1e-5, max_iter: int = 5000, warm_start: bool = False) -> None:
@@ -63,6 +62,9 @@ class IndependentLinear(LinearMTL):
     def _penalty(self, n_tasks: int) -> Penalty:
         return Blocks([TaskQuadratic(np.zeros((n_tasks, n_tasks)), 0.0, self.alpha)])
 
+    def _scales(self, inputs: ScaleInputs) -> dict[str, float]:
+        return {"alpha": QUADRATIC_LIMIT * inputs.max_curvature}
+
 
 class PooledLinear(LinearMTL):
     """One model pooled over all tasks: ``min_w sum_t L_t(w, b_t) + alpha ||w||^2`` (every ``w_t = w``).
@@ -72,7 +74,7 @@ class PooledLinear(LinearMTL):
     """
 
     regularization_params: ClassVar[tuple[str, ...]] = ("alpha",)
-    param_grid: ClassVar[dict[str, tuple[float, ...]]] = {"alpha": _ALPHAS}
+    param_grid: ClassVar[dict[str, tuple[float, ...]]] = {"alpha": QUADRATIC_GRID}
 
     def __init__(self, alpha: float = 1e-2, *, loss: Any = "squared", fit_intercept: bool = True,
                  tol: float = 1e-5, max_iter: int = 5000, warm_start: bool = False) -> None:
@@ -85,3 +87,7 @@ class PooledLinear(LinearMTL):
 
     def _penalty(self, n_tasks: int) -> Penalty:
         return Blocks([EqualRows(self.alpha)])
+
+    def _scales(self, inputs: ScaleInputs) -> dict[str, float]:
+        # the shared w carries the curvature of every task's loss
+        return {"alpha": QUADRATIC_LIMIT * float(inputs.curvature.sum())}

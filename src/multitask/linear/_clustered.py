@@ -12,6 +12,7 @@ from multitask.errors import ConfigError
 from multitask.linear._backend import Backend
 from multitask.linear._base import LinearMTL
 from multitask.linear._penalties import Blocks, Penalty, TaskQuadratic
+from multitask.linear._scale import QUADRATIC_LIMIT, ScaleInputs
 from multitask.linear._solver import SolverResult, fista
 
 Array = NDArray[np.float64]
@@ -78,7 +79,10 @@ class Clustered(LinearMTL):
     """
 
     regularization_params: ClassVar[tuple[str, ...]] = ("alpha", "eta")
-    param_grid: ClassVar[dict[str, tuple[float, ...]]] = {"alpha": (1e-3, 1e-2, 1e-1, 1.0), "eta": (0.1, 1.0)}
+    #: alpha's unit zeroes W for every eta in the grid (the penalty's curvature is 2 alpha eta or more);
+    #: eta is a ratio (its unit is 1), from strong clustering (0.01) to nearly ridge (1)
+    param_grid: ClassVar[dict[str, tuple[float, ...]]] = {"alpha": tuple(10.0**k for k in range(-9, 1)),
+                                                          "eta": (0.01, 0.1, 1.0)}
 
     def __init__(self, n_clusters: int = 2, alpha: float = 0.1, eta: float = 0.1, *, loss: Any = "squared",
                  fit_intercept: bool = True, tol: float = 1e-5, max_iter: int = 5000,
@@ -98,6 +102,10 @@ class Clustered(LinearMTL):
             raise ConfigError(f"n_clusters: must be a positive integer, got {self.n_clusters!r}")
         if not self.eta > 0:
             raise ConfigError(f"eta: must be positive, got {self.eta!r}")
+
+    def _scales(self, inputs: ScaleInputs) -> dict[str, float]:
+        eta_low = min(self.param_grid["eta"])
+        return {"alpha": QUADRATIC_LIMIT * inputs.max_curvature / eta_low, "eta": 1.0}
 
     def _w_penalty(self, M: Array) -> Penalty:
         inner = np.linalg.inv(self.eta * np.eye(len(M)) + M)

@@ -3,10 +3,14 @@
 * wide: ``y`` of shape ``(n, T)``, NaN where a task has no label (a DataFrame's columns name the tasks);
 * long: ``y`` of shape ``(n,)`` with ``tasks`` giving each row's task (each task its own rows);
 * single task: ``y`` of shape ``(n,)`` and no ``tasks``.
+
+Every :class:`~multitask.errors.DataError` about one task starts with ``task LABEL``; in wide form it goes on
+with ``(column J of y)``, which :func:`rename_task_error` rewrites with the caller's task names.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -28,6 +32,36 @@ class TaskTargets:
     rows: list[NDArray[np.intp]]
     targets: list[Array]
     form: str  # "wide", "long" or "single"
+
+
+#: a one-class logistic task's targets become (n_positive + SMOOTHING) / (n + 2 SMOOTHING) (Jeffreys prior)
+SMOOTHING = 0.5
+
+
+def task_ref(data: TaskTargets, j: int) -> str:
+    """How messages name task ``j``: ``task 3 (column 3 of y)`` (wide), ``task 'a'`` (long), ``y`` (single)."""
+    label = data.labels.tolist()[j]
+    if data.form == "wide":
+        return f"task {label!r} (column {j} of y)"
+    return f"task {label!r}" if data.form == "long" else "y"
+
+
+_COLUMN_REF = re.compile(r"""task (?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^\s'"()]+) \(column (\d+) of y\)""")
+
+
+def rename_task_error(error: DataError, names: Sequence[str]) -> DataError:
+    """``error`` with every ``task J (column J of y)`` written as ``task 'NAME'``, ``NAME = names[J]``.
+
+    The estimators know tasks only by their column of ``y``; a caller that knows the names (the command
+    line) re-raises with ``raise rename_task_error(err, names) from err``. Indices beyond ``names`` are left
+    as they are; the returned error has the type of ``error``.
+    """
+    def name(match: re.Match[str]) -> str:
+        j = int(match.group(1))
+        return f"task {names[j]!r}" if j < len(names) else match.group(0)
+
+    message = _COLUMN_REF.sub(name, str(error.args[0]) if error.args else str(error))
+    return type(error)(message)
 
 
 def _y_required(y: object) -> None:
@@ -104,20 +138,34 @@ def resolve_losses(loss: object, labels: NDArray[np.generic]) -> list[Loss]:
     raise ConfigError(f"loss: expected a loss name, a sequence of names or a mapping, got {type(loss).__name__}")
 
 
-def encode_binary(targets: list[Array], losses: Sequence[Loss], labels: NDArray[np.generic]
-                  ) -> tuple[list[Array], list[Array | None]]:
-    """Map each classification task's two classes to 0/1; per task its classes (None for regression)."""
+def encode_binary(data: TaskTargets, losses: Sequence[Loss]) -> tuple[list[Array], list[Array | None]]:
+    """Map each classification task's two classes to 0/1; per task its two classes (None for regression).
+
+    A task whose rows have one class ``c`` still fits: its classes are ``(0, 1)`` when ``c`` is 0 or 1
+    (the usual coding), else ``(c, c)`` (it always predicts ``c``). Its logistic targets are smoothed to
+    ``(n_c + 1/2) / (n + 1)`` (or one minus that), so the intercept goes towards ``c`` and stays finite.
+    """
     encoded: list[Array] = []
     classes: list[Array | None] = []
-    for y, loss, label in zip(targets, losses, labels.tolist(), strict=True):
+    for j, (y, loss) in enumerate(zip(data.targets, losses, strict=True)):
         if not loss.is_classification:
             encoded.append(y)
             classes.append(None)
             continue
         values = np.unique(y)
-        if len(values) != 2:
-            raise DataError(f"task {label!r}: loss {loss.name!r} needs exactly two classes, "
+        if len(values) > 2:
+            raise DataError(f"{task_ref(data, j)}: loss {loss.name!r} needs two classes, "
                             f"found {len(values)} ({values[:5].tolist()})")
-        encoded.append((y == values[1]).astype(np.float64))
-        classes.append(values)
+        if len(values) == 2:
+            encoded.append((y == values[1]).astype(np.float64))
+            classes.append(values)
+            continue
+        only = float(values[0])
+        classes.append(np.array([0.0, 1.0]) if only in (0.0, 1.0) else np.array([only, only]))
+        positive = only != 0.0
+        if loss.name == "logistic":
+            share = (len(y) + SMOOTHING) / (len(y) + 2 * SMOOTHING)
+            encoded.append(np.full(len(y), share if positive else 1.0 - share))
+        else:
+            encoded.append(np.full(len(y), float(positive)))
     return encoded, classes

@@ -8,7 +8,8 @@ name               task kind   loss of one row (target ``y``)    derivative in `
 ``squared_hinge``  binary      ``max(0, 1 - s z)^2``, s = 2y-1   ``-2 s max(0, 1 - s z)``
 =================  ==========  ================================  =================================
 
-Binary targets are 0/1. A task's loss is the mean of these over its labelled rows.
+Binary targets are 0/1 (a logistic task's targets may be smoothed into (0, 1), see
+:func:`~multitask.linear._data.encode_binary`). A task's loss is the mean of these over its labelled rows.
 """
 
 from __future__ import annotations
@@ -46,6 +47,25 @@ class Loss:
             return expit(z) - y
         sign = 2.0 * y - 1.0
         return -2.0 * sign * np.maximum(0.0, 1.0 - sign * z)
+
+    def curvature(self, z: Array, y: Array) -> Array:
+        """Second derivative in ``z`` (for the squared hinge, its larger one-sided value at the kink)."""
+        if self.name == "squared":
+            return np.ones_like(z)
+        if self.name == "logistic":
+            p = expit(z)
+            return p * (1.0 - p)
+        return np.where(1.0 - (2.0 * y - 1.0) * z >= 0.0, 2.0, 0.0)
+
+    def best_constant(self, y: Array) -> float:
+        """``argmin_c mean(loss(c, y))``: the mean, its log-odds (logistic) or ``2 mean - 1`` (squared hinge)."""
+        p = float(np.mean(y))
+        if self.name == "squared":
+            return p
+        if self.name == "logistic":
+            p = min(max(p, 1e-12), 1.0 - 1e-12)
+            return float(np.log(p / (1.0 - p)))
+        return min(max(2.0 * p - 1.0, -1.0), 1.0)
 
     @property
     def is_classification(self) -> bool:

@@ -8,10 +8,7 @@ import numpy as np
 
 from multitask.linear._base import LinearMTL
 from multitask.linear._penalties import Blocks, GroupNorm, L1Norm, NuclearNorm, Penalty
-
-_ALPHAS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
-_PAIR = (1e-3, 1e-2, 1e-1)
-
+from multitask.linear._scale import NORM_GRID, NORM_GRID_SHORT, ScaleInputs
 
 
 class TraceNorm(LinearMTL):
@@ -33,7 +30,7 @@ class TraceNorm(LinearMTL):
     """
 
     regularization_params: ClassVar[tuple[str, ...]] = ("alpha",)
-    param_grid: ClassVar[dict[str, tuple[float, ...]]] = {"alpha": _ALPHAS}
+    param_grid: ClassVar[dict[str, tuple[float, ...]]] = {"alpha": NORM_GRID}
 
     def __init__(self, alpha: float = 1e-2, *, loss: Any = "squared", fit_intercept: bool = True,
                  tol: float = 1e-5, max_iter: int = 5000, warm_start: bool = False) -> None:
@@ -46,6 +43,9 @@ class TraceNorm(LinearMTL):
 
     def _penalty(self, n_tasks: int) -> Penalty:
         return Blocks([NuclearNorm(self.alpha)])
+
+    def _scales(self, inputs: ScaleInputs) -> dict[str, float]:
+        return {"alpha": NuclearNorm(1.0).dual_norm(inputs.gradient)}
 
 
 class SparseLowRank(LinearMTL):
@@ -75,7 +75,8 @@ class SparseLowRank(LinearMTL):
     """
 
     regularization_params: ClassVar[tuple[str, ...]] = ("alpha_sparse", "alpha_low_rank")
-    param_grid: ClassVar[dict[str, tuple[float, ...]]] = {"alpha_sparse": _PAIR, "alpha_low_rank": _PAIR}
+    param_grid: ClassVar[dict[str, tuple[float, ...]]] = {"alpha_sparse": NORM_GRID,
+                                                           "alpha_low_rank": NORM_GRID_SHORT}
     _n_blocks: ClassVar[int] = 2
 
     def __init__(self, alpha_sparse: float = 1e-2, alpha_low_rank: float = 1e-2, *, loss: Any = "squared",
@@ -91,6 +92,10 @@ class SparseLowRank(LinearMTL):
 
     def _penalty(self, n_tasks: int) -> Penalty:
         return Blocks([L1Norm(self.alpha_sparse), NuclearNorm(self.alpha_low_rank)])
+
+    def _scales(self, inputs: ScaleInputs) -> dict[str, float]:
+        G = inputs.gradient
+        return {"alpha_sparse": L1Norm(1.0).dual_norm(G), "alpha_low_rank": NuclearNorm(1.0).dual_norm(G)}
 
     def _set_parts(self, coef: np.ndarray) -> None:
         self.sparse_coef_, self.low_rank_coef_ = coef[0], coef[1]
@@ -125,7 +130,8 @@ class Robust(LinearMTL):
     """
 
     regularization_params: ClassVar[tuple[str, ...]] = ("alpha_low_rank", "alpha_outlier")
-    param_grid: ClassVar[dict[str, tuple[float, ...]]] = {"alpha_low_rank": _PAIR, "alpha_outlier": _PAIR}
+    param_grid: ClassVar[dict[str, tuple[float, ...]]] = {"alpha_low_rank": NORM_GRID,
+                                                           "alpha_outlier": NORM_GRID_SHORT}
     _n_blocks: ClassVar[int] = 2
 
     def __init__(self, alpha_low_rank: float = 1e-2, alpha_outlier: float = 1e-2, *, loss: Any = "squared",
@@ -141,6 +147,10 @@ class Robust(LinearMTL):
 
     def _penalty(self, n_tasks: int) -> Penalty:
         return Blocks([NuclearNorm(self.alpha_low_rank), GroupNorm(self.alpha_outlier, "tasks")])
+
+    def _scales(self, inputs: ScaleInputs) -> dict[str, float]:
+        G = inputs.gradient
+        return {"alpha_low_rank": NuclearNorm(1.0).dual_norm(G), "alpha_outlier": GroupNorm(1.0, "tasks").dual_norm(G)}
 
     def _set_parts(self, coef: np.ndarray) -> None:
         self.low_rank_coef_, self.outlier_coef_ = coef[0], coef[1]

@@ -9,6 +9,7 @@ from numpy.typing import NDArray
 
 from multitask.linear._base import LinearMTL
 from multitask.linear._penalties import Blocks, Penalty, SquaredTraceNorm
+from multitask.linear._scale import QUADRATIC_GRID, QUADRATIC_GRID_SHORT, QUADRATIC_LIMIT, ScaleInputs
 
 Array = NDArray[np.float64]
 #: the reported Ω adds this fraction of tr((W Wᵀ)^{1/2}) to its diagonal, so it stays invertible
@@ -63,7 +64,7 @@ class TaskRelationship(LinearMTL):
     """
 
     regularization_params: ClassVar[tuple[str, ...]] = ("alpha", "beta")
-    param_grid: ClassVar[dict[str, tuple[float, ...]]] = {"alpha": (1e-3, 1e-2, 1e-1), "beta": (1e-3, 1e-2, 1e-1)}
+    param_grid: ClassVar[dict[str, tuple[float, ...]]] = {"beta": QUADRATIC_GRID, "alpha": QUADRATIC_GRID_SHORT}
 
     def __init__(self, alpha: float = 1e-2, beta: float = 1e-2, *, loss: Any = "squared",
                  fit_intercept: bool = True, tol: float = 1e-5, max_iter: int = 5000,
@@ -78,6 +79,11 @@ class TaskRelationship(LinearMTL):
 
     def _penalty(self, n_tasks: int) -> Penalty:
         return Blocks([SquaredTraceNorm(self.alpha, self.beta)])
+
+    def _scales(self, inputs: ScaleInputs) -> dict[str, float]:
+        # ||W||_*^2 >= ||W||_F^2: beta at the ridge's limit zeroes W as well
+        limit = QUADRATIC_LIMIT * inputs.max_curvature
+        return {"alpha": limit, "beta": limit}
 
     def _set_parts(self, coef: Array) -> None:
         omega = task_covariance(coef[0])

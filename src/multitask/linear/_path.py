@@ -50,12 +50,13 @@ def regularization_path(estimator: Any, X: Any, y: Any, tasks: Any = None, *, pa
                         values: Sequence[float] | None = None) -> Path:
     """Fit ``estimator`` along ``param`` (default: its first regularization parameter) with warm starts.
 
-    ``values`` defaults to the estimator's default grid for ``param``; they are fitted from the largest
-    (strongest regularization) to the smallest, each starting from the previous solution.
+    ``values`` defaults to the estimator's default grid for ``param`` on this data (from the limit of its
+    penalty down to effectively none); they are fitted from the largest (strongest regularization) to the
+    smallest, each starting from the previous solution.
     """
     name = _path_param(estimator, param)
     if values is None:
-        values = estimator.default_param_grid().get(name)
+        values = estimator.default_param_grid(X, y, tasks).get(name)
         if not values:
             raise ConfigError(f"values: no default grid for {name!r}; pass values")
     coefs, intercepts, n_iter, done = [], [], [], []

@@ -1,7 +1,8 @@
 """Penalties Ω(W) on a coefficient matrix ``W`` of shape ``(n_tasks, n_features)``: ``value`` and ``prox``.
 
 ``prox(V, step) = argmin_W Ω(W) + ||W - V||_F^2 / (2 step)``. Every penalty here has an exact proximal
-operator. Decomposed models (``W = P + Q``) stack their parts as ``(n_blocks, n_tasks, n_features)`` and
+operator. The norms also give ``dual_norm(G)``: for ``G`` the loss gradient at ``W = 0``, ``W = 0`` is optimal
+exactly when ``alpha >= dual_norm(G)``. Decomposed models (``W = P + Q``) stack their parts as ``(n_blocks, n_tasks, n_features)`` and
 use :class:`Blocks`, which applies one penalty per part.
 """
 
@@ -48,6 +49,10 @@ class L1Norm:
     def prox(self, W: Array, step: float) -> Array:
         return np.sign(W) * np.maximum(np.abs(W) - step * self.alpha, 0.0)
 
+    def dual_norm(self, G: Array) -> float:
+        """max_tj |G_tj|."""
+        return float(np.abs(G).max()) if G.size else 0.0
+
 
 @dataclass(frozen=True)
 class GroupNorm:
@@ -67,6 +72,10 @@ class GroupNorm:
         norms = np.linalg.norm(W, axis=self._axis, keepdims=True)
         kept = np.maximum(norms - step * self.alpha, 0.0)
         return W * np.divide(kept, norms, out=np.zeros_like(norms), where=kept > 0)
+
+    def dual_norm(self, G: Array) -> float:
+        """The largest group norm of ``G``."""
+        return float(np.linalg.norm(G, axis=self._axis).max()) if G.size else 0.0
 
 
 def project_l1_ball(V: Array, radius: float) -> Array:
@@ -98,6 +107,10 @@ class L1InfNorm:
     def prox(self, W: Array, step: float) -> Array:
         return W - project_l1_ball(W, step * self.alpha)
 
+    def dual_norm(self, G: Array) -> float:
+        """max_j sum_t |G_tj| (ℓ∞,1)."""
+        return float(np.abs(G).sum(axis=0).max()) if G.size else 0.0
+
 
 @dataclass(frozen=True)
 class NuclearNorm:
@@ -113,6 +126,10 @@ class NuclearNorm:
         s = np.maximum(s - step * self.alpha, 0.0)
         keep = s > 0
         return (U[:, keep] * s[keep]) @ Vt[keep]
+
+    def dual_norm(self, G: Array) -> float:
+        """The spectral norm (largest singular value) of ``G``."""
+        return float(np.linalg.norm(G, 2)) if G.size else 0.0
 
 
 @dataclass(frozen=True)

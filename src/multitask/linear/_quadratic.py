@@ -9,6 +9,15 @@ import numpy as np
 from multitask.errors import ConfigError
 from multitask.linear._base import LinearMTL
 from multitask.linear._penalties import Blocks, Penalty, TaskQuadratic
+from multitask.linear._scale import (
+    QUADRATIC_GRID,
+    QUADRATIC_GRID_SHORT,
+    QUADRATIC_LIMIT,
+    ScaleInputs,
+    smallest_positive_eigenvalue,
+)
+
+_GRID = {"rho": QUADRATIC_GRID, "alpha": QUADRATIC_GRID_SHORT}
 
 
 class MeanRegularized(LinearMTL):
@@ -34,7 +43,7 @@ class MeanRegularized(LinearMTL):
     """
 
     regularization_params: ClassVar[tuple[str, ...]] = ("rho", "alpha")
-    param_grid: ClassVar[dict[str, tuple[float, ...]]] = {"rho": (1e-3, 1e-2, 1e-1, 1.0), "alpha": (1e-4, 1e-2)}
+    param_grid: ClassVar[dict[str, tuple[float, ...]]] = _GRID
 
     def __init__(self, rho: float = 0.1, alpha: float = 1e-3, *, loss: Any = "squared",
                  fit_intercept: bool = True, tol: float = 1e-5, max_iter: int = 5000,
@@ -50,6 +59,11 @@ class MeanRegularized(LinearMTL):
     def _penalty(self, n_tasks: int) -> Penalty:
         centering = np.eye(n_tasks) - np.full((n_tasks, n_tasks), 1.0 / n_tasks)
         return Blocks([TaskQuadratic(centering, self.rho, self.alpha)])
+
+    def _scales(self, inputs: ScaleInputs) -> dict[str, float]:
+        # the centring matrix has eigenvalues 1 (deviations from the mean) and 0 (the mean)
+        limit = QUADRATIC_LIMIT * inputs.max_curvature
+        return {"rho": limit, "alpha": limit}
 
 
 class GraphRegularized(LinearMTL):
@@ -76,7 +90,7 @@ class GraphRegularized(LinearMTL):
     """
 
     regularization_params: ClassVar[tuple[str, ...]] = ("rho", "alpha")
-    param_grid: ClassVar[dict[str, tuple[float, ...]]] = {"rho": (1e-3, 1e-2, 1e-1, 1.0), "alpha": (1e-4, 1e-2)}
+    param_grid: ClassVar[dict[str, tuple[float, ...]]] = _GRID
 
     def __init__(self, adjacency: Any = None, rho: float = 0.1, alpha: float = 1e-3, *, loss: Any = "squared",
                  fit_intercept: bool = True, tol: float = 1e-5, max_iter: int = 5000,
@@ -90,7 +104,15 @@ class GraphRegularized(LinearMTL):
         self.max_iter = max_iter
         self.warm_start = warm_start
 
+    def _scales(self, inputs: ScaleInputs) -> dict[str, float]:
+        limit = QUADRATIC_LIMIT * inputs.max_curvature
+        connectivity = smallest_positive_eigenvalue(self._laplacian(len(inputs.rows)))  # 0 without edges
+        return {"rho": limit / connectivity if connectivity > 0 else 0.0, "alpha": limit}
+
     def _penalty(self, n_tasks: int) -> Penalty:
+        return Blocks([TaskQuadratic(self._laplacian(n_tasks), self.rho, self.alpha)])
+
+    def _laplacian(self, n_tasks: int) -> np.ndarray:
         if self.adjacency is None:
             A = np.ones((n_tasks, n_tasks)) - np.eye(n_tasks)
         else:
@@ -101,5 +123,4 @@ class GraphRegularized(LinearMTL):
             if not np.allclose(A, A.T) or (A < 0).any() or not np.isfinite(A).all():
                 raise ConfigError("adjacency: must be symmetric, finite and non-negative")
             A = A - np.diag(np.diag(A))
-        laplacian = np.diag(A.sum(axis=1)) - A
-        return Blocks([TaskQuadratic(laplacian, self.rho, self.alpha)])
+        return np.diag(A.sum(axis=1)) - A

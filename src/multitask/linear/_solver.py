@@ -13,7 +13,7 @@ the unpenalized intercept (Beck & Teboulle, 2009):
 momentum is reset when the objective goes up (adaptive restart, O'Donoghue & Candès, 2015), so the
 objective never increases. It stops when the gradient mapping ``L ||x_{k+1} - y_k||`` falls below ``tol``
 times the norm of the loss gradient at ``W = 0`` (its first value when that is zero), or when the objective
-has not moved beyond round-off for 20 iterations.
+has not moved beyond round-off for 20 iterations. Non-finite values (overflow) raise :class:`DivergedError`.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from multitask.errors import DataError
 from multitask.linear._backend import Backend
 from multitask.linear._penalties import Penalty
 
@@ -32,6 +33,14 @@ Array = NDArray[np.float64]
 logger = logging.getLogger(__name__)
 #: accepted iterations over which an objective change below round-off counts as converged
 _STALL = 20
+
+
+class DivergedError(DataError):
+    """The solver met non-finite values: features on extreme scales, or a problem too ill-conditioned."""
+
+    def __init__(self, what: str = "the loss") -> None:
+        super().__init__(f"the solver diverged ({what} is not finite): standardize the features of X, "
+                         "and keep the regularization strengths finite")
 
 
 @dataclass
@@ -66,11 +75,15 @@ def fista(backend: Backend, penalty: Penalty, coef: Array, intercept: Array, *, 
     x_b = np.asarray(intercept, dtype=float).copy()
     f_x, gW, g_b = backend.loss_and_grad(x_V.sum(axis=0), x_b)
     F_x = f_x + penalty.value(x_V)
+    if not math.isfinite(F_x):
+        raise DivergedError("the objective at the starting point")
     history = [F_x]
     g_V = np.broadcast_to(gW, x_V.shape)
     if not fit_intercept:
         g_b = np.zeros_like(g_b)
     L = _initial_lipschitz(backend, x_V, x_b, np.array(g_V), g_b, fit_intercept)
+    if not math.isfinite(L):
+        raise DivergedError("the loss's curvature")
     y_V, y_b, f_y, t = x_V, x_b, f_x, 1.0
     # the scale of the stopping test: the loss gradient at W = 0, so warm starts stop at the same accuracy
     _, g0_W, g0_b = backend.loss_and_grad(np.zeros(x_V.shape[1:]), x_b) if np.any(x_V) else (0.0, gW, g_b)
@@ -89,6 +102,8 @@ def fista(backend: Backend, penalty: Penalty, coef: Array, intercept: Array, *, 
             if f_z <= bound + 1e-12 * abs(f_y) or sq == 0.0:
                 break
             L *= 2.0
+            if not math.isfinite(L):  # no step, however short, decreases the loss: it is not finite near y
+                raise DivergedError()
         mapping = L * math.sqrt(sq)
         scale = scale or mapping
         F_z = f_z + penalty.value(z_V)

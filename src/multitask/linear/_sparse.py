@@ -8,10 +8,7 @@ import numpy as np
 
 from multitask.linear._base import LinearMTL
 from multitask.linear._penalties import Blocks, GroupNorm, L1InfNorm, L1Norm, Penalty
-
-_ALPHAS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
-_PAIR = (1e-3, 1e-2, 1e-1)
-
+from multitask.linear._scale import NORM_GRID, NORM_GRID_SHORT, ScaleInputs
 
 
 class Lasso(LinearMTL):
@@ -32,7 +29,7 @@ class Lasso(LinearMTL):
     """
 
     regularization_params: ClassVar[tuple[str, ...]] = ("alpha",)
-    param_grid: ClassVar[dict[str, tuple[float, ...]]] = {"alpha": _ALPHAS}
+    param_grid: ClassVar[dict[str, tuple[float, ...]]] = {"alpha": NORM_GRID}
 
     def __init__(self, alpha: float = 1e-2, *, loss: Any = "squared", fit_intercept: bool = True,
                  tol: float = 1e-5, max_iter: int = 5000, warm_start: bool = False) -> None:
@@ -45,6 +42,9 @@ class Lasso(LinearMTL):
 
     def _penalty(self, n_tasks: int) -> Penalty:
         return Blocks([L1Norm(self.alpha)])
+
+    def _scales(self, inputs: ScaleInputs) -> dict[str, float]:
+        return {"alpha": L1Norm(1.0).dual_norm(inputs.gradient)}
 
 
 class L21(LinearMTL):
@@ -67,7 +67,7 @@ class L21(LinearMTL):
     """
 
     regularization_params: ClassVar[tuple[str, ...]] = ("alpha",)
-    param_grid: ClassVar[dict[str, tuple[float, ...]]] = {"alpha": _ALPHAS}
+    param_grid: ClassVar[dict[str, tuple[float, ...]]] = {"alpha": NORM_GRID}
 
     def __init__(self, alpha: float = 1e-2, *, loss: Any = "squared", fit_intercept: bool = True,
                  tol: float = 1e-5, max_iter: int = 5000, warm_start: bool = False) -> None:
@@ -80,6 +80,9 @@ class L21(LinearMTL):
 
     def _penalty(self, n_tasks: int) -> Penalty:
         return Blocks([GroupNorm(self.alpha, "features")])
+
+    def _scales(self, inputs: ScaleInputs) -> dict[str, float]:
+        return {"alpha": GroupNorm(1.0, "features").dual_norm(inputs.gradient)}
 
 
 class Dirty(LinearMTL):
@@ -109,7 +112,8 @@ class Dirty(LinearMTL):
     """
 
     regularization_params: ClassVar[tuple[str, ...]] = ("alpha_sparse", "alpha_group")
-    param_grid: ClassVar[dict[str, tuple[float, ...]]] = {"alpha_sparse": _PAIR, "alpha_group": _PAIR}
+    param_grid: ClassVar[dict[str, tuple[float, ...]]] = {"alpha_sparse": NORM_GRID,
+                                                           "alpha_group": NORM_GRID_SHORT}
     _n_blocks: ClassVar[int] = 2
 
     def __init__(self, alpha_sparse: float = 1e-2, alpha_group: float = 1e-2, *, loss: Any = "squared",
@@ -125,6 +129,10 @@ class Dirty(LinearMTL):
 
     def _penalty(self, n_tasks: int) -> Penalty:
         return Blocks([L1Norm(self.alpha_sparse), L1InfNorm(self.alpha_group)])
+
+    def _scales(self, inputs: ScaleInputs) -> dict[str, float]:
+        G = inputs.gradient
+        return {"alpha_sparse": L1Norm(1.0).dual_norm(G), "alpha_group": L1InfNorm(1.0).dual_norm(G)}
 
     def _set_parts(self, coef: np.ndarray) -> None:
         self.sparse_coef_, self.group_coef_ = coef[0], coef[1]
