@@ -649,7 +649,7 @@ def _log(row: dict[str, Any]) -> None:
 
 
 # ---- select ---------------------------------------------------------------------------------------------------
-def _skip_reason(cfg: RunConfig, p: Prepared) -> str | None:
+def not_applicable(cfg: RunConfig, p: Prepared) -> str | None:
     """Why a candidate of ``auto`` does not apply to the tasks (None when it does)."""
     from multitask.runs import _check_poolable
 
@@ -681,7 +681,7 @@ def select(cfg: RunConfig, p: Prepared, out: Path | None, *, resume: bool) -> Se
     bests: list[_Best] = []
     for name in CANDIDATES:
         ccfg = cfg.model_copy(update={"model": name, "model_options": {}, "cv": None})
-        why = _skip_reason(ccfg, p)
+        why = not_applicable(ccfg, p)
         if why is None:
             bests.append(_run_candidate(ccfg, cfg.search, plan, record, keep_predictions=True))
             continue
