@@ -122,6 +122,7 @@ def _fmt(mean: float | None, sd: float | None = None) -> str:
 
 def print_leaderboard(board: Any, console: Any) -> None:
     """The leaderboard as a table: each deciding metric, delta_m vs STL and pooled, won/lost, seconds."""
+    from rich.markup import escape
     from rich.table import Table
 
     from multitask.registry import METRICS
@@ -135,9 +136,9 @@ def print_leaderboard(board: Any, console: Any) -> None:
     table.add_column("won/lost vs STL", justify="right")
     table.add_column("fit s", justify="right")
     for r in board.rows:
-        name = r["model"] + {"stl": " [STL]", "pooled": " [pooled]"}.get(r["role"], "")
+        name = escape(r["model"] + {"stl": " (STL)", "pooled": " (pooled)"}.get(r["role"], ""))
         if r["status"] != "ok":
-            table.add_row(name, *[""] * len(board.metrics), "", "", "", r["status"])
+            table.add_row(name, *[""] * len(board.metrics), "", "", "", escape(r["status"]))
             continue
         won = "—" if r["won"] is None else f"{r['won']}/{r['lost']}"
         table.add_row(name, *[_fmt(r[f"{m}_mean"], r[f"{m}_sd"]) for m in board.metrics],
