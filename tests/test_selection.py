@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -457,3 +458,21 @@ def test_a_run_that_chose_an_ensemble_is_loaded_and_predicts(tmp_path: Path) -> 
     p = prepare(cfg)
     assert set(run.predictor(p.valid)) == {"a", "b"}
     assert result.model == ENSEMBLE
+
+
+# ---- the documentation ------------------------------------------------------------------------------------------
+DOC = Path(__file__).parents[1] / "docs" / "selection.md"
+
+
+def test_the_documented_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
+    assert blocks
+    for code in blocks:
+        exec(compile(code, str(DOC), "exec"), {})
+    assert "linear:l21" in capsys.readouterr().out
+
+
+def test_the_docs_list_the_candidates_of_auto_in_order() -> None:
+    listed = [line.split("`")[1] for line in DOC.read_text().splitlines() if line.startswith("| `")
+              and line.split("`")[1] in models.names()]
+    assert listed[: len(CANDIDATES)] == list(CANDIDATES)
