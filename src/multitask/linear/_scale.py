@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from multitask.linear._backend import ArrayBackend, Backend, Matrix
@@ -69,6 +70,9 @@ class ScaleInputs:
             top = norms
             if done:
                 break
+        # centring through Gram matrices cancels: below round-off of the raw second moment, there is no curvature
+        squares = np.asarray((self.X.multiply(self.X) if sp.issparse(self.X) else self.X * self.X).sum(axis=1)).ravel()
+        top[top <= 1e-10 * np.array([float(squares[r].mean()) for r in self.rows])] = 0.0
         factor = np.array([float(np.mean(loss.curvature(np.full(len(y), b), y)))
                            for loss, y, b in zip(self.losses, self.targets, self.intercept, strict=True)])
         return factor * top
