@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from multitask.linear import (
     L21,
@@ -16,6 +17,7 @@ from multitask.linear import (
     Robust,
     SparseLowRank,
     TraceNorm,
+    regularization_path,
 )
 from tests.linear._helpers import ESTIMATORS, make, mixed
 
@@ -119,3 +121,21 @@ def test_a_parameter_without_a_data_scale() -> None:
     constant = np.ones_like(X)  # no variation: nothing to regularize, unit scale
     assert make("l21").regularization_scale(constant, Y) == {"alpha": 1.0}
     assert make("independent").regularization_scale(constant, Y) == {"alpha": 1.0}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_scales_agree_across_data_forms(name: str) -> None:
+    X, Y, losses = mixed()
+    X[np.abs(X) < 0.3] = 0.0
+    wide = make(name, loss=losses).regularization_scale(X, Y)
+    rows, tasks = np.nonzero(~np.isnan(Y))
+    long = make(name, loss=losses).regularization_scale(sp.csr_array(X[rows]), Y[rows, tasks], tasks)
+    assert long == pytest.approx(wide, rel=1e-3)
+
+
+def test_the_default_path_runs_from_w_zero_to_least_squares() -> None:
+    X, Y = problem()
+    path = regularization_path(L21(tol=1e-10, max_iter=100_000), X, Y)
+    assert np.all(path.coefs[0] == 0.0) and np.all(np.diff(path.values) < 0)
+    reference = least_squares(X, Y, pooled=False)
+    assert np.linalg.norm(path.coefs[-1] - reference) < 1e-3 * np.linalg.norm(reference)

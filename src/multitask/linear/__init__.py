@@ -15,6 +15,7 @@ from multitask.linear._low_rank import Robust, SparseLowRank, TraceNorm
 from multitask.linear._mtrl import TaskRelationship
 from multitask.linear._path import Path, regularization_path
 from multitask.linear._quadratic import GraphRegularized, MeanRegularized
+from multitask.linear._solver import DivergedError
 from multitask.linear._sparse import L21, Dirty, Lasso
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "Backend",
     "Clustered",
     "Dirty",
+    "DivergedError",
     "GraphRegularized",
     "IndependentLinear",
     "Lasso",

@@ -262,7 +262,7 @@ class MultiTaskCV(BaseEstimator):
         data = split_targets(y_arr, t_arr, X.shape[0])  # fail early on bad targets
         losses = resolve_losses(self.estimator.loss, data.labels)
         if self.param_grid is not None:
-            grid = dict(self.param_grid)
+            grid = {name: list(dict.fromkeys(values)) for name, values in self.param_grid.items()}
         else:
             grid = self.estimator.default_param_grid(X, y_arr, t_arr)
         if not grid:
