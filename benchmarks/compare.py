@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or RESULTS / f"compare_{args.which}"
     start = time.perf_counter()
     board = compare(names, base, splits, args.seeds, out, search=args.search)
-    console = Console()
+    console = Console(width=160)
     print_leaderboard(board, console)
     console.print(f"{args.which}: {len(names)} models, splits {text}, {args.seeds} seed(s): "
                   f"{time.perf_counter() - start:.0f} s; files in {out}")

@@ -131,8 +131,8 @@ def print_leaderboard(board: Any, console: Any) -> None:
     table.add_column("model")
     for m in board.metrics:
         table.add_column(f"{m} ({'↑' if METRICS.get(m).higher_is_better else '↓'})", justify="right")
-    table.add_column(f"Δm vs STL % ({board.stl or '—'})", justify="right")
-    table.add_column(f"Δm vs pooled % ({board.pooled or '—'})", justify="right")
+    table.add_column("Δm vs STL %", justify="right")
+    table.add_column("Δm vs pooled %", justify="right")
     table.add_column("won/lost vs STL", justify="right")
     table.add_column("fit s", justify="right")
     for r in board.rows:
@@ -145,3 +145,4 @@ def print_leaderboard(board: Any, console: Any) -> None:
                       _fmt(r["delta_m_stl_mean"], r["delta_m_stl_sd"]),
                       _fmt(r["delta_m_pooled_mean"], r["delta_m_pooled_sd"]), won, f"{r['fit_seconds']:.1f}")
     console.print(table)
+    console.print(f"STL: {board.stl or 'none applies'}; pooled: {board.pooled or 'none applies'}")

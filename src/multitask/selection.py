@@ -644,8 +644,9 @@ def _row(model: str, options: dict[str, Any], params: dict[str, Any], outcome: _
 
 def _log(row: dict[str, Any]) -> None:
     score = "—" if row["score"] is None else f"{row['score']:.4f}"
+    options = strict_json(row["options"], indent=None)
     log.info("selection %d: %s %s score %s (%.1f s) %s", row["number"], row["model"],
-             strict_json(row["options"], indent=None), score, row["seconds"], row["status"])
+             options if len(options) <= 200 else options[:199] + "…", score, row["seconds"], row["status"])
 
 
 # ---- select ---------------------------------------------------------------------------------------------------
