@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from multitask.errors import DataError
-from multitask.linear import L21, IndependentLinear, MultiTaskCV, rename_task_error
+from multitask.linear import L21, DivergedError, IndependentLinear, MultiTaskCV, rename_task_error
 from tests.linear._helpers import ESTIMATORS, regression
 
 NAMES = ["math", "reading", "science"]
@@ -66,4 +66,6 @@ def test_rename_task_error_leaves_the_rest_alone() -> None:
     error = DataError("task 7 (column 7 of y) has no labelled rows; task 0 (column 0 of y) too")
     assert str(rename_task_error(error, NAMES)) == "task 7 (column 7 of y) has no labelled rows; task 'math' too"
     untouched = DataError("tasks: task 'x' was not seen in fit")
-    assert str(rename_task_error(untouched, NAMES)) == str(untouched)
+    assert rename_task_error(untouched, NAMES) is untouched
+    diverged = DivergedError()
+    assert rename_task_error(diverged, NAMES) is diverged

@@ -54,14 +54,14 @@ def rename_task_error(error: DataError, names: Sequence[str]) -> DataError:
 
     The estimators know tasks only by their column of ``y``; a caller that knows the names (the command
     line) re-raises with ``raise rename_task_error(err, names) from err``. Indices beyond ``names`` are left
-    as they are; the returned error has the type of ``error``.
+    as they are; an error that names no column is returned as it is.
     """
     def name(match: re.Match[str]) -> str:
         j = int(match.group(1))
         return f"task {names[j]!r}" if j < len(names) else match.group(0)
 
-    message = _COLUMN_REF.sub(name, str(error.args[0]) if error.args else str(error))
-    return type(error)(message)
+    message = _COLUMN_REF.sub(name, str(error))
+    return error if message == str(error) else DataError(message)
 
 
 def _y_required(y: object) -> None:
