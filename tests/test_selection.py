@@ -400,16 +400,7 @@ def test_an_ensemble_refuses_bad_options(tmp_path: Path) -> None:
 
 
 def test_the_ensemble_of_auto_is_kept_only_when_its_crossfitted_score_is_higher(tmp_path: Path) -> None:
-    # half the tasks linear, half a step function: per task, a different family is best
-    rng = np.random.default_rng(1)
-    parts = []
-    for t in range(4):
-        x = rng.standard_normal((120, 4))
-        y = x @ rng.standard_normal(4) if t % 2 else 3.0 * (x[:, 0] > 0) * (x[:, 1] > 0)
-        part = pd.DataFrame(x, columns=[f"x{i}" for i in range(4)])
-        part["task"], part["y"] = f"t{t}", y + 0.05 * rng.standard_normal(120)
-        parts.append(part)
-    pd.concat(parts).to_csv(tmp_path / "mixed.csv", index=False)
+    mixed_table(tmp_path / "mixed.csv")
     cfg = config(tmp_path / "mixed.csv", model="auto")
     chosen = select(cfg, prepare(cfg), tmp_path / "out", resume=False)
     rows = read_selection(tmp_path / "out")
@@ -429,6 +420,47 @@ def test_an_ensemble_that_does_not_beat_the_best_single_candidate_is_not_kept(tm
     assert [r["model"] for r in chosen.leaderboard][-1] == ENSEMBLE  # it was built and scored ...
     check_ensemble_rule(chosen)
     assert chosen.cfg.model != ENSEMBLE  # ... but lost: the linear candidates predict alike
+
+
+def mixed_table(path: Path) -> Path:
+    """Half the tasks linear, half a step function: per task, a different family is best."""
+    rng = np.random.default_rng(1)
+    parts = []
+    for t in range(4):
+        x = rng.standard_normal((120, 4))
+        y = x @ rng.standard_normal(4) if t % 2 else 3.0 * (x[:, 0] > 0) * (x[:, 1] > 0)
+        part = pd.DataFrame(x, columns=[f"x{i}" for i in range(4)])
+        part["task"], part["y"] = f"t{t}", y + 0.05 * rng.standard_normal(120)
+        parts.append(part)
+    pd.concat(parts).to_csv(path, index=False)
+    return path
+
+
+def test_a_resumed_auto_builds_the_same_ensemble_from_saved_predictions(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = config(mixed_table(tmp_path / "mixed.csv"), model="auto")
+    p = prepare(cfg)
+    whole = select(cfg, p, tmp_path / "whole", resume=False)
+    evaluate = selection._evaluate
+    calls: list[str] = []
+
+    def interrupted(c: RunConfig, plan: Any) -> Any:
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        calls.append(c.model)
+        return evaluate(c, plan)
+
+    monkeypatch.setattr(selection, "_evaluate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        select(cfg, p, tmp_path / "run", resume=False)
+    assert len(list((tmp_path / "run" / selection.PREDICTIONS_DIR).glob("*.npz"))) == 3
+    calls.clear()
+    monkeypatch.setattr(selection, "_evaluate", lambda c, plan: calls.append(c.model) or evaluate(c, plan))
+    resumed = select(cfg, p, tmp_path / "run", resume=True)
+    assert calls == list(CANDIDATES[3:])  # the first three candidates' predictions were read back
+    assert resumed.cfg.model == whole.cfg.model == ENSEMBLE
+    assert resumed.cfg.model_options == whole.cfg.model_options
+    assert [r["score"] for r in resumed.leaderboard] == pytest.approx([r["score"] for r in whole.leaderboard])
 
 
 # ---- end to end ----------------------------------------------------------------------------------------------------
