@@ -49,9 +49,10 @@ def _columns(text: str) -> list[str]:
 
 
 def _model_names() -> list[str]:
+    from multitask.config import AUTO
     from multitask.models import names
 
-    return names()
+    return [*names(), AUTO]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -97,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--dropout", type=float, help="dropout probability after each hidden layer")
     m.add_argument("--model-option", action="append", metavar="KEY=VALUE", help=_doc("model_options"))
     m.add_argument("--cv", type=int, metavar="K", help=_doc("cv"))
+    m.add_argument("--search", type=int, metavar="N", help=_doc("search"))
     o = t.add_argument_group("training")
     o.add_argument("--epochs", type=int, help=_doc("epochs", train=True))
     o.add_argument("--batch-size", type=int, help=_doc("batch_size", train=True))
@@ -157,6 +159,7 @@ def _train_overrides(a: argparse.Namespace) -> dict[str, Any]:
         "overwrite": a.overwrite,
         "model": a.model,
         "cv": a.cv,
+        "search": a.search,
         "out": a.out,
         "baseline": a.baseline,
         "train": {

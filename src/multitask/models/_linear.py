@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from multitask.config import RunConfig
 
 KIND_LOSS = {"regression": "squared", "binary": "logistic"}
+#: ``model_options: {strength_units: scale}`` reads every regularization strength given as a multiple of the
+#: strength at which its penalty reaches its limit on the training data (what ``--search`` samples)
+STRENGTH_UNITS = ("absolute", "scale")
 LINEAR_FILE = "linear.npz"
 
 
@@ -78,6 +81,10 @@ class Linear:
     def _estimator(self, tasks: Sequence[Task]) -> Any:
         losses: list[str] = [KIND_LOSS.get(t.kind, "") for t in tasks]
         options = dict(self.options)
+        units = options.pop("strength_units", "absolute")
+        if units not in STRENGTH_UNITS:
+            raise ConfigError(f"model_options for {self.name}: strength_units must be one of {', '.join(STRENGTH_UNITS)}, "
+                              f"got {units!r}")
         if "loss" in options:
             given = options.pop("loss")
             losses = [given] * len(tasks) if isinstance(given, str) else list(given)
@@ -113,6 +120,9 @@ class Linear:
         x = features(train, pre)
         y = wide_targets(train, tasks)
         est = self._estimator(tasks)
+        if self.options.get("strength_units") == "scale":  # strengths as multiples of this data's limits
+            scale = est.regularization_scale(x, y)
+            est.set_params(**{p: getattr(est, p) * scale[p] for p in scale if p in self.options})
         try:
             if self.cv is not None:
                 from multitask.linear import cross_validate_params
@@ -166,12 +176,13 @@ class Linear:
 
     @classmethod
     def search_space(cls, name: str, tasks: Sequence[Task]) -> list[Param]:
-        """Each regularization strength of the formulation, log-uniform over its default grid's range."""
+        """Each regularization strength, log-uniform from effectively none to the strength at which the
+        penalty reaches its limit on the training data (W = 0, or pooled tasks): a search over this range
+        cannot do worse on validation than the limits it contains."""
         est = LINEAR.get(name.removeprefix("linear:"))
         return [
-            Param(f"model_options.{p}", min(v for v in grid if v > 0), max(grid), log=True)
-            for p, grid in est.param_grid.items()
-            if any(v > 0 for v in grid)
+            Param("model_options.strength_units", choices=("scale",)),
+            *(Param(f"model_options.{p}", low, high, log=True) for p, (low, high) in est.search_space().items()),
         ]
 
     @classmethod
