@@ -166,9 +166,10 @@ def compare(
     """
     if not models:
         raise ConfigError("--models: give at least one model")
-    for name in models:
-        if name != AUTO:
-            registry_models.check_name(name)
+    choices = [*registry_models.names(), AUTO]
+    unknown = [n for n in models if n not in choices]
+    if unknown:
+        raise ConfigError(f"--models: unknown model {unknown[0]!r}; choose from: {', '.join(choices)}")
     if seeds < 1:
         raise ConfigError(f"--seeds {seeds}: give at least one seed")
     out = Path(out)
