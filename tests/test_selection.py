@@ -166,8 +166,10 @@ def noisy_table(tmp_path: Path) -> Path:
 def test_search_beats_a_bad_start_and_both_ends_of_the_range(tmp_path: Path) -> None:
     cfg = config(noisy_table(tmp_path), model="linear:independent", model_options={"alpha": 1e-4}, search=8)
     p = prepare(cfg)
-    (param,) = Linear.search_space("linear:independent", p.tasks)
-    ends = [score_of(apply(cfg, {param.path: v}), p) for v in (param.low, param.high)]
+    space = Linear.search_space("linear:independent", p.tasks)
+    fixed = {q.path: q.choices[0] for q in space if q.choices is not None and len(q.choices) == 1}
+    (param,) = [q for q in space if q.path not in fixed]
+    ends = [score_of(apply(cfg, {**fixed, param.path: v}), p) for v in (param.low, param.high)]
     chosen = select(cfg, p, tmp_path / "out", resume=False)
     best = max(r["score"] for r in chosen.leaderboard)
     assert len(chosen.leaderboard) == 8 and all(r["status"] == "ok" for r in chosen.leaderboard)
