@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from multitask import _cli_compare
 from multitask.errors import ConfigError, MultitaskError
 from multitask.registry import ALL, OPTIMIZERS, SAMPLERS, SCHEDULES
 from multitask.tasks import KINDS
@@ -131,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True,
                    help="CSV file to write (never an input file or a file inside a run directory)")
 
+    _cli_compare.add_parser(sub)
     sub.add_parser("list", help="the models, data sets and options that exist")
     demo = sub.add_parser("demo", help="train on built-in data and compare with single-task models")
     demo.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
@@ -316,6 +318,7 @@ COMMANDS = {
     "train": _cmd_train,
     "evaluate": _cmd_evaluate,
     "predict": _cmd_predict,
+    "compare": _cli_compare.run,
     "list": _cmd_list,
     "demo": _cmd_demo,
 }

@@ -108,6 +108,9 @@ GBDT = Registry(
     },
 )
 
+# ---- ensembles of other models (what --model auto builds when it wins on held-out rows) ------------------
+ENSEMBLES = Registry("ensemble", {"average": "multitask.models._ensemble:average"})
+
 # ---- model families: every model name is a deep architecture, linear:NAME or gbdt:NAME ------------------
 FAMILIES = Registry(
     "model family",
@@ -115,10 +118,11 @@ FAMILIES = Registry(
         "deep": "multitask.models._deep:Deep",
         "linear": "multitask.models._linear:Linear",
         "gbdt": "multitask.models._gbdt:GBDT",
+        "ensemble": "multitask.models._ensemble:Ensemble",
     },
 )
 #: the members of each family
-MEMBERS: dict[str, Registry] = {"deep": MODELS, "linear": LINEAR, "gbdt": GBDT}
+MEMBERS: dict[str, Registry] = {"deep": MODELS, "linear": LINEAR, "gbdt": GBDT, "ensemble": ENSEMBLES}
 
 # ---- how batches are drawn across tasks of different sizes ----------------------------------------------
 SAMPLERS = Registry(
@@ -193,6 +197,7 @@ ALL: dict[str, Registry] = {
     "models": MODELS,
     "linear": LINEAR,
     "gbdt": GBDT,
+    "ensembles": ENSEMBLES,
     "sampling": SAMPLERS,
     "losses": LOSSES,
     "metrics": METRICS,

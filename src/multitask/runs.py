@@ -274,22 +274,22 @@ def train(cfg: RunConfig, resume: bool = False, data: BuiltinData | None = None,
     if resume:
         _check_resumable(out, cfg)
     p = prepare(cfg, data)
+    selecting = cfg.model == AUTO or cfg.search is not None
+    if not selecting:  # everything is checked before anything is written
+        model, baselines = _plan(cfg, p)
+    if is_main_process():  # from here on the folder is a run, complete or marked incomplete
+        mark_incomplete(out)
+        write_text(out / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True))
     chosen, selection = cfg, None
-    if cfg.model == AUTO or cfg.search is not None:
+    if selecting:
         from multitask.selection import select
 
         selection = select(cfg, p, out, resume=resume)
         chosen = selection.cfg
-    model = selection.model if selection is not None and selection.model is not None else models.make(chosen)
-    model.check(p.tasks, p.pre)
-    baselines = {kind: _baseline_config(chosen, kind, p) for kind in cfg.baseline}
-    for kind, bcfg in baselines.items():
-        models.make(bcfg).check(p.tasks if kind != "stl" else p.tasks[:1], p.pre)
+        model, baselines = _plan(chosen, p, selection.model)
     dirs = task_dirs(p.spec.task_names)
 
     if is_main_process():
-        mark_incomplete(out)
-        write_text(out / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True))
         write_text(out / RUN_FILE, strict_json({
             "format": RUN_FORMAT,
             "model": chosen.model,
@@ -322,6 +322,16 @@ def train(cfg: RunConfig, resume: bool = False, data: BuiltinData | None = None,
     return result
 
 
+def _plan(cfg: RunConfig, p: Prepared, model: Model | None = None) -> tuple[Model, dict[str, RunConfig]]:
+    """The model to train and each baseline's configuration, all checked against the tasks."""
+    model = model if model is not None else models.make(cfg)
+    model.check(p.tasks, p.pre)
+    baselines: dict[str, RunConfig] = {str(kind): _baseline_config(cfg, kind, p) for kind in cfg.baseline}
+    for kind, bcfg in baselines.items():
+        models.make(bcfg).check(p.tasks if kind != "stl" else p.tasks[:1], p.pre)
+    return model, baselines
+
+
 def _baseline_config(cfg: RunConfig, kind: str, p: Prepared) -> RunConfig:
     """The configuration of one baseline, with a training budget at least the model's (docs/cli.md)."""
     if kind == "stl":
@@ -329,7 +339,7 @@ def _baseline_config(cfg: RunConfig, kind: str, p: Prepared) -> RunConfig:
     if kind == "gbdt":
         name, options = "gbdt:independent", {}
     else:  # pooled: the same family with every parameter shared but a per-task intercept
-        _check_poolable(cfg, p)
+        check_poolable(cfg, p)
         name = models.family(cfg.model).pooled(cfg.model)
         accepted = set(inspect.signature(models.member(name)).parameters)
         options = {k: v for k, v in cfg.model_options.items() if k in accepted}
@@ -349,7 +359,7 @@ def _single_task_config(cfg: RunConfig, task: Task) -> RunConfig:
     return cfg.model_copy(update={"train": cfg.train.model_copy(update={"monitor": None})})
 
 
-def _check_poolable(cfg: RunConfig, p: Prepared) -> None:
+def check_poolable(cfg: RunConfig, p: Prepared) -> None:
     kinds = {t.kind for t in p.tasks}
     sizes = {p.pre.output_sizes()[t.name] for t in p.tasks}
     if len(kinds) > 1 or len(sizes) > 1:

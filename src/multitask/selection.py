@@ -652,13 +652,13 @@ def _log(row: dict[str, Any]) -> None:
 # ---- select ---------------------------------------------------------------------------------------------------
 def not_applicable(cfg: RunConfig, p: Prepared) -> str | None:
     """Why a candidate of ``auto`` does not apply to the tasks (None when it does)."""
-    from multitask.runs import _check_poolable
+    from multitask.runs import check_poolable
 
     try:
         family = models.family(cfg.model)
         family.from_config(cfg).check(p.tasks, p.pre)
         if family.pooled(cfg.model) == cfg.model:
-            _check_poolable(cfg, p)
+            check_poolable(cfg, p)
     except (MultitaskError, ImportError) as e:
         return _one_line(e).removeprefix("--baseline pooled: ")
     return None
