@@ -208,9 +208,29 @@ _BASELINE_TITLES = {"stl": "single-task", "pooled": "pooled", "gbdt": "GBDT per 
 _MAX_ROWS = 40
 
 
+def print_selection(rows: list[dict[str, Any]], console: Any) -> None:
+    """The candidates or trials that chose the model, best first (the whole list is in selection.csv)."""
+    from rich.table import Table
+
+    table = Table(title="model selection (score: skill over a constant predictor on held-out rows; higher is better)")
+    for column in ("#", "model", "score", "seconds", "status"):
+        table.add_column(column, justify="right" if column in ("#", "score", "seconds") else "left")
+    ranked = sorted(rows, key=lambda r: -(r["score"] if isinstance(r.get("score"), float) and math.isfinite(r["score"])
+                                           else -math.inf))
+    for r in ranked[:15]:
+        table.add_row(str(r.get("number", "")), str(r.get("model", "")), _fmt(r.get("score")),
+                      _fmt(r.get("seconds")), str(r.get("status", "")))
+    console.print(table)
+    if len(ranked) > 15:
+        console.print(f"… {len(ranked) - 15} more in selection.csv")
+
+
 def print_comparison(result: Any, console: Any) -> None:
     """The per-task table: each task's deciding metric for the model and each baseline, then delta_m."""
     from rich.table import Table
+
+    if result.selection:
+        print_selection(result.selection, console)
 
     table = Table(title=f"{result.model or 'model'} vs baselines ({result.evaluated_on} part)")
     table.add_column("task")
