@@ -79,7 +79,8 @@ def test_mean_over_tasks_ignores_nan() -> None:
 def test_task_defaults_and_errors() -> None:
     t = parse_task("income:binary")
     assert (t.name, t.kind, t.loss, t.metric, t.higher_is_better) == ("income", "binary", "bce", "auc", True)
-    assert parse_task("score").kind == "regression"
+    with pytest.raises(ConfigError, match="NAME:KIND"):
+        parse_task("score")
     assert not Task("y", "regression").higher_is_better
     assert Task("y", "regression", loss="huber").loss == "huber"
     with pytest.raises(ConfigError, match="unknown task kind 'regresion'"):

@@ -248,7 +248,11 @@ class RunConfig(BaseModel):
 
 
 def _task_entry(x: Any) -> Any:
+    """``"NAME:KIND"`` → ``{name, kind}``; a bare ``"NAME"`` has no kind (required in wide form, the long
+    form's ``task_kind`` otherwise)."""
     if isinstance(x, str):
+        if ":" not in x:
+            return {"name": x}
         t = parse_task(x)
         return {"name": t.name, "kind": t.kind}
     return x

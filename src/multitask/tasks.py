@@ -117,10 +117,10 @@ class Task:
 
 
 def parse_task(spec: str) -> Task:
-    """``"NAME:KIND"`` (as given to ``--task``) to a :class:`Task`; KIND defaults to regression."""
+    """``"NAME:KIND"`` (as given to ``--task``) to a :class:`Task`; the kind is required."""
     name, sep, kind = spec.rpartition(":")
     if not sep:
-        name, kind = spec, "regression"
+        raise ConfigError(f"--task {spec!r}: give the task's kind, NAME:KIND, KIND one of {', '.join(KINDS)}")
     if not name:
         raise ConfigError(f"--task {spec!r}: expected NAME:KIND, e.g. income:binary")
     return Task(name=name, kind=kind)
