@@ -198,7 +198,7 @@ def sandbox() -> Iterator[Path]:
 # ---- generated names ---------------------------------------------------------------------------------------
 def _no_markup(text: str) -> str:
     # "[" is left out: a name like "[/]" crashes the printed table (test_hardening.py,
-    # test_a_task_name_that_looks_like_markup_is_printed_as_it_is); put it back when that test passes.
+    # test_a_name_that_looks_like_markup_is_printed_as_it_is); put it back when that test passes.
     return text.replace("[", "(")
 
 
@@ -425,7 +425,7 @@ _DEEP = {"hard-sharing", "pooled-mlp"}
 _TINY = ["--epochs=1", "--batch-size=16", "--hidden=4"]
 
 
-@fuzz_settings(60)
+@fuzz_settings(100)
 @given(long=st.booleans(), flags=flag_sets())
 def test_any_flags_train_or_are_refused_in_one_line(long: bool, flags: list[str]) -> None:
     table = _fixed_table(long)
@@ -487,7 +487,7 @@ def _config_values() -> dict[str, st.SearchStrategy[Any]]:
 _CONFIG_VALUES = _config_values()
 
 
-@fuzz_settings(50)
+@fuzz_settings(100)
 @given(long=st.booleans(), config=some_of(_CONFIG_VALUES, 4), repeat=st.sampled_from([False, False, True]))
 def test_any_config_file_trains_or_is_refused_in_one_line(long: bool, config: dict[str, Any], repeat: bool) -> None:
     table = _fixed_table(long)
