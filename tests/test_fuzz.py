@@ -323,14 +323,14 @@ def write_csv(frame: pd.DataFrame, path: str, sep: str) -> None:
     frame.to_csv(path, index=False, sep=sep)
 
 
-def check_evaluate_and_predict(table: Table, run: str, base: Path) -> None:
-    """A finished run evaluates and predicts the file it was trained on."""
-    o = cli("evaluate", "--run", run, "--data", "data.csv")
+def check_evaluate_and_predict(table: Table, run: str, base: Path, *sep: str) -> None:
+    """A finished run evaluates and predicts the file it was trained on (with the same ``--sep``, if any)."""
+    o = cli("evaluate", "--run", run, "--data", "data.csv", *sep)
     assert o.code == 0, o.err
     metrics = strict_loads(o.out)
     assert set(metrics) == set(strict_loads(Path(run, "metrics.json").read_text())["tasks"])
     before = snapshot(base)
-    o = cli("predict", "--run", run, "--data", "data.csv", "--output", "pred.csv")
+    o = cli("predict", "--run", run, "--data", "data.csv", "--output", "pred.csv", *sep)
     assert o.code == 0, o.err
     assert_written_only(base, before, [Path("pred.csv")])
     pred = pd.read_csv("pred.csv", keep_default_na=False, sep=",")
@@ -349,13 +349,14 @@ def test_any_table_trains_or_is_refused_in_one_line(table: Table, model: str, se
         write_csv(table.frame, "data.csv", sep)
         data = Path("data.csv").read_bytes()
         before = snapshot(base)
+        sep_args = ["--sep", sep] if give_sep else []
         args = ["train", "--data", "data.csv", *table.args, "--model", model, *FAST_MODELS[model], "--out", "run",
-                "--quiet", *(["--sep", sep] if give_sep else []), *(["--baseline", *baseline] if baseline else [])]
+                "--quiet", *sep_args, *(["--baseline", *baseline] if baseline else [])]
         o = cli(*args)
         assert_written_only(base, before, [Path("run")])
         assert Path("data.csv").read_bytes() == data
         if assert_train_contract(o, Path("run"), existed=False):
-            check_evaluate_and_predict(table, "run", base)
+            check_evaluate_and_predict(table, "run", base, *sep_args)
 
 
 def _flag_values() -> dict[str, st.SearchStrategy[str]]:
