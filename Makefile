@@ -17,7 +17,7 @@ SHARED_DATA := $(abspath ../shared/data)
 DEMO_ENV := $(if $(MULTITASK_DATA),,$(if $(wildcard $(SHARED_DATA)/census-income),MULTITASK_DATA=$(SHARED_DATA)))
 
 demo: $(STAMP)
-	$(DEMO_ENV) $(BIN)/multitask demo
+	$(DEMO_ENV) $(BIN)/multitask demo --overwrite  # runs/demo is the demo's own folder
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -203,7 +203,8 @@ def test_demo_uses_local_census_income(shared_data: Path, tmp_path: Path, monkey
 
     monkeypatch.setenv("MULTITASK_DATA", str(shared_data))
     result, note = run_demo(tmp_path / "demo")
-    assert "census-income" in note and "99,762 rows" in note
-    assert result.baseline is not None and result.delta_m is not None
+    assert "census-income" in note and "20,000 rows" in note
+    assert result.baseline is not None and result.delta_m is not None and result.selection
     for task in ("income", "never_married"):
-        assert result.metrics[task]["auc"] > 0.93  # the published level is 0.945 / 0.993
+        auc = result.metrics[task]["auc"]
+        assert auc is not None and auc > 0.92  # on all 99,762 rows the published level is 0.945 / 0.993

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,19 +46,24 @@ def write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
-def is_run(path: Path) -> bool:
-    """Whether ``path`` holds a run written by multitask (complete or not)."""
-    if (path / INCOMPLETE).is_file():
-        return True
+def _written_by_us(path: Path) -> bool:
     try:
-        meta = json.loads((path / RUN_FILE).read_text())
+        meta = json.loads(path.read_text())
     except (OSError, ValueError):
         return False
     return isinstance(meta, dict) and meta.get("format") == RUN_FORMAT
 
 
-def prepare_out(out: str | None, *, resume: bool, overwrite: bool) -> Path:
-    """The run directory ``--out`` names, checked (and emptied with ``overwrite``) before anything is written."""
+def is_run(path: Path) -> bool:
+    """Whether ``path`` holds a run written by multitask (complete, or marked incomplete by multitask)."""
+    return _written_by_us(path / RUN_FILE) or _written_by_us(path / INCOMPLETE)
+
+
+def prepare_out(out: str | None, *, resume: bool, overwrite: bool, inputs: Sequence[str] = ()) -> Path:
+    """The run directory ``--out`` names, checked (and emptied with ``overwrite``) before anything is written.
+
+    ``inputs`` are the files the run reads: ``--overwrite`` never removes a run that holds one of them.
+    """
     if out is None:
         raise ConfigError("--out RUN_DIR is required")
     if not str(out).strip():
@@ -67,6 +73,9 @@ def prepare_out(out: str | None, *, resume: bool, overwrite: bool) -> Path:
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--out {path}: is a file, not a folder")
+    for parent in path.resolve().parents:
+        if is_run(parent):
+            raise ConfigError(f"--out {path}: is inside the run {parent}; give a folder outside any run")
     if not path.exists() or not any(path.iterdir()):
         return path
     if not is_run(path):
@@ -80,13 +89,17 @@ def prepare_out(out: str | None, *, resume: bool, overwrite: bool) -> Path:
         raise ConfigError(
             f"--out {path}: a run is already there; --resume continues it, --overwrite replaces it"
         )
+    inside = [p for p in inputs if path.resolve() in Path(p).resolve().parents]
+    if inside:
+        raise ConfigError(f"--out {path} --overwrite would remove {inside[0]}, which this run reads; move it first")
     shutil.rmtree(path)
     return path
 
 
 def mark_incomplete(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
-    write_text(path / INCOMPLETE, "training started; this run is not complete until this file is gone\n")
+    write_text(path / INCOMPLETE, json.dumps({"format": RUN_FORMAT, "state": "training started; this run is not "
+                                              "complete until this file is gone"}) + "\n")
 
 
 def mark_complete(path: Path) -> None:
@@ -104,8 +117,10 @@ def check_output(output: str, inputs: list[str], run_dir: Path) -> Path:
     if not str(output).strip():
         raise ConfigError("--output: the file name is empty")
     out = Path(output)
-    if out.is_dir():
-        raise ConfigError(f"--output {out}: is a folder; give a file name")
+    if out.is_dir() or str(output).endswith(("/", os.sep)):
+        raise ConfigError(f"--output {output}: is a folder; give a file name")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise ConfigError(f"--output {output}: {out.parent} is a file, not a folder")
     resolved = out.resolve()
     for p in inputs:
         if Path(p).exists() and Path(p).resolve() == resolved:

@@ -136,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="the models, data sets and options that exist")
     demo = sub.add_parser("demo", help="train on built-in data and compare with single-task models")
     demo.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
+    demo.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     return parser
 
 
@@ -186,18 +187,6 @@ def _train_overrides(a: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-def _data_arg(items: list[str]) -> str | dict[str, str]:
-    if len(items) == 1 and "=" not in items[0]:
-        return items[0]
-    out: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--data {item!r}: with several files, give TASK=FILE for each")
-        out[key] = value
-    return out
-
-
 def _fmt(v: float | None) -> str:
     return "—" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.4g}"
 
@@ -206,6 +195,13 @@ def _fmt(v: float | None) -> str:
 _BASELINE_TITLES = {"stl": "single-task", "pooled": "pooled", "gbdt": "GBDT per task"}
 #: at most this many task rows are printed (the run's metrics.json has them all)
 _MAX_ROWS = 40
+
+
+def escape(text: str) -> str:
+    """``text`` shown as it is in a rich table (a name such as ``[b]`` is not markup)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
 
 
 def print_selection(rows: list[dict[str, Any]], console: Any) -> None:
@@ -218,8 +214,8 @@ def print_selection(rows: list[dict[str, Any]], console: Any) -> None:
     ranked = sorted(rows, key=lambda r: -(r["score"] if isinstance(r.get("score"), float) and math.isfinite(r["score"])
                                            else -math.inf))
     for r in ranked[:15]:
-        table.add_row(str(r.get("number", "")), str(r.get("model", "")), _fmt(r.get("score")),
-                      _fmt(r.get("seconds")), str(r.get("status", "")))
+        table.add_row(str(r.get("number", "")), escape(str(r.get("model", ""))), _fmt(r.get("score")),
+                      _fmt(r.get("seconds")), escape(str(r.get("status", ""))))
     console.print(table)
     if len(ranked) > 15:
         console.print(f"… {len(ranked) - 15} more in selection.csv")
@@ -232,17 +228,18 @@ def print_comparison(result: Any, console: Any) -> None:
     if result.selection:
         print_selection(result.selection, console)
 
-    table = Table(title=f"{result.model or 'model'} vs baselines ({result.evaluated_on} part)")
+    name = escape(result.model or "model")
+    table = Table(title=f"{name} vs baselines ({result.evaluated_on} part)")
     table.add_column("task")
     table.add_column("metric")
-    table.add_column(result.model or "model", justify="right")
+    table.add_column(name, justify="right")
     for kind in result.baselines:
         table.add_column(_BASELINE_TITLES.get(kind, kind), justify="right")
     if result.baselines:
         table.add_column("best", justify="center")
     for task in result.tasks[:_MAX_ROWS]:
         value = result.metrics[task.name][task.metric]
-        row = [task.name, f"{task.metric} ({'↑' if task.higher_is_better else '↓'})", _fmt(value)]
+        row = [escape(task.name), f"{task.metric} ({'↑' if task.higher_is_better else '↓'})", _fmt(value)]
         if value is None:
             row[2] = "not evaluated"
         scores = {"model": value}
@@ -252,18 +249,18 @@ def print_comparison(result: Any, console: Any) -> None:
         if result.baselines:
             defined = {k: v for k, v in scores.items() if v is not None and math.isfinite(v)}
             best = (max if task.higher_is_better else min)(defined, key=defined.__getitem__) if defined else "—"
-            title = result.model if best == "model" else _BASELINE_TITLES.get(best, best)
+            title = name if best == "model" else _BASELINE_TITLES.get(best, best)
             row.append("=" if len(set(defined.values())) == 1 and len(defined) > 1 else title)
         table.add_row(*row)
     console.print(table)
     if len(result.tasks) > _MAX_ROWS:
-        console.print(f"… {len(result.tasks) - _MAX_ROWS} more tasks in {result.run_dir / 'metrics.json'}")
+        console.print(f"… {len(result.tasks) - _MAX_ROWS} more tasks in {result.run_dir / 'metrics.json'}", markup=False)
     for task, why in list(result.notes.items())[:5]:
-        console.print(f"task {task}: {why}")
+        console.print(f"task {task}: {why}", markup=False)
     for kind, b in result.baselines.items():
         n = len(result.tasks)
         over = f"over {b.delta_m_tasks} of {n} tasks" if b.delta_m_tasks < n else f"over {n} tasks"
-        console.print(f"delta_m vs {_BASELINE_TITLES.get(kind, kind)} ({b.model}) = {_fmt(b.delta_m)} %  "
+        console.print(f"delta_m vs {_BASELINE_TITLES.get(kind, kind)} ({escape(b.model)}) = {_fmt(b.delta_m)} %  "
                       f"(mean relative gain of {result.model or 'the model'}, {over})")
 
 
@@ -276,7 +273,7 @@ def _cmd_train(a: argparse.Namespace, console: Any) -> int:
     result = train(cfg, resume=a.resume)
     if is_main_process():
         print_comparison(result, console)
-        console.print(f"run written to {result.run_dir}")
+        console.print(f"run written to {result.run_dir}", markup=False)
     return 0
 
 
@@ -284,21 +281,22 @@ def _cmd_evaluate(a: argparse.Namespace, console: Any) -> int:
     from multitask._rundir import strict_json
     from multitask.runs import evaluate
 
-    metrics = evaluate(a.run, _data_arg(a.data), sep=a.sep)
+    metrics = evaluate(a.run, list(a.data), sep=a.sep)
     console.print_json(strict_json(metrics))
     return 0
 
 
 def _cmd_predict(a: argparse.Namespace, console: Any) -> int:
     from multitask._rundir import check_output
-    from multitask.runs import predict, write_predictions
+    from multitask.runs import data_files, load_run, predict, write_predictions
 
-    data = _data_arg(a.data)
+    sources = list(load_run(a.run).declaration["sources"])
+    data = data_files(a.data, sources)
     inputs = [data] if isinstance(data, str) else list(data.values())
     check_output(a.output, inputs, Path(a.run))  # before the work, so that a bad --output fails fast
     frame = predict(a.run, data, sep=a.sep)
     out = write_predictions(frame, a.output, inputs, a.run)
-    console.print(f"{len(frame)} rows of predictions written to {out}")
+    console.print(f"{len(frame)} rows of predictions written to {out}", markup=False)
     return 0
 
 
@@ -327,10 +325,10 @@ def _cmd_list(a: argparse.Namespace, console: Any) -> int:
 def _cmd_demo(a: argparse.Namespace, console: Any) -> int:
     from multitask.demo import run_demo
 
-    result, note = run_demo(Path(a.out))
-    console.print(note)
+    result, note = run_demo(Path(a.out), overwrite=a.overwrite)
+    console.print(note, markup=False)
     print_comparison(result, console)
-    console.print(f"run written to {result.run_dir}")
+    console.print(f"run written to {result.run_dir}", markup=False)
     return 0
 
 

@@ -272,7 +272,15 @@ def _flat_errors(e: ValidationError) -> str:
 
 def _as_flags(message: str) -> str:
     """Option names as the command line spells them: ``option 'train.lr'`` → ``--lr``."""
-    return re.sub(r"(?:train )?option '(?:train\.)?([a-z_]+)'", lambda m: "--" + m.group(1).replace("_", "-"), message)
+    def flag(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return "--" + _FLAGS.get(name, name).replace("_", "-")
+
+    return re.sub(r"(?:train )?option '(?:train\.)?([a-z_]+)'", flag, message)
+
+
+#: options whose flag is not their name
+_FLAGS = {"tasks": "task", "dataset_options": "dataset_option", "model_options": "model_option"}
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -268,12 +268,13 @@ def train(cfg: RunConfig, resume: bool = False, data: BuiltinData | None = None,
     empty, or an existing run continued with ``resume`` or replaced with ``overwrite``.
     """
     if is_main_process():  # the other ranks of a torchrun job write nothing, and must not see rank 0's files
-        out = prepare_out(cfg.out, resume=resume, overwrite=overwrite or cfg.overwrite)
+        out = prepare_out(cfg.out, resume=resume, overwrite=overwrite or cfg.overwrite, inputs=_inputs(cfg))
     else:
         out = Path(str(cfg.out))
     if resume:
         _check_resumable(out, cfg)
     p = prepare(cfg, data)
+    _check_prediction_columns(p)
     selecting = cfg.model == AUTO or cfg.search is not None
     if not selecting:  # everything is checked before anything is written
         model, baselines = _plan(cfg, p)
@@ -320,6 +321,25 @@ def train(cfg: RunConfig, resume: bool = False, data: BuiltinData | None = None,
         write_text(out / "metrics.json", strict_json(result.to_json()))
         mark_complete(out)
     return result
+
+
+def _check_prediction_columns(p: Prepared) -> None:
+    """Every column ``predict`` writes belongs to one task (``t:lo`` is class ``lo`` of ``t``, or task ``t:lo``)."""
+    owner: dict[str, str] = {}
+    for t in p.tasks:
+        size = p.pre.output_sizes()[t.name]
+        example = np.zeros(1) if t.kind in ("regression", "binary") else np.zeros((1, size))
+        for column in p.pre.decode(t.name, example):
+            if column in owner:
+                raise ConfigError(f"tasks {owner[column]!r} and {t.name!r} would both write the prediction column "
+                                  f"{column!r}; rename one of them")
+            owner[column] = t.name
+
+
+def _inputs(cfg: RunConfig) -> list[str]:
+    """The files (and data folder) a run reads."""
+    files = [cfg.data, cfg.test_data, cfg.data_dir, *(t.data for t in cfg.tasks)]
+    return [f for f in files if f]
 
 
 def _plan(cfg: RunConfig, p: Prepared, model: Model | None = None) -> tuple[Model, dict[str, RunConfig]]:
@@ -443,6 +463,10 @@ def load_run(run_dir: str | Path) -> LoadedRun:
         tasks = [Task.from_dict(t) for t in _field(decl, "tasks", list, path)]
         for key in ("task_source", "target_column", "task_rows", "sources"):
             _field(decl, key, dict, path)
+        for t in tasks:
+            for key in ("task_source", "target_column"):
+                if not isinstance(decl[key].get(t.name), str):
+                    raise ValueError(f"'{key}' has no entry for task {t.name!r}")
     except (ConfigError, TypeError, KeyError, ValueError) as e:
         raise CheckpointError(f"{path}: field 'declaration' or 'model' is invalid ({e})") from None
     pre = Preprocessor.load(d / "preprocessing.json")
@@ -466,8 +490,32 @@ def _field(meta: dict[str, Any], key: str, kind: type, path: Path) -> Any:
     return meta[key]
 
 
-def _frames_for(run: LoadedRun, data: str | dict[str, str], sep: str | None = None) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+def data_files(items: Sequence[str], sources: Sequence[str]) -> str | dict[str, str]:
+    """``--data`` values: one FILE, or ``TASK=FILE`` per source (a task name may itself contain ``=``; a file
+    that exists is a file, whatever its name)."""
+    if len(items) == 1 and (Path(items[0]).is_file() or "=" not in items[0]):
+        return items[0]
+    out: dict[str, str] = {}
+    for item in items:
+        known = [s for s in sources if item.startswith(f"{s}=")]
+        if known:
+            source = max(known, key=len)
+            out[source] = item[len(source) + 1:]
+            continue
+        key, sep, _ = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--data {item!r}: with several files, give TASK=FILE for each")
+        raise ConfigError(f"--data {item!r}: the run has no task or source {key!r}")
+    return out
+
+
+DataFiles = str | dict[str, str] | list[str]
+
+
+def _frames_for(run: LoadedRun, data: DataFiles, sep: str | None = None) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
     sources = list(run.declaration["sources"])
+    if isinstance(data, list):
+        data = data_files(data, sources)
     if isinstance(data, str):
         if len(sources) != 1:
             raise ConfigError(
@@ -480,7 +528,7 @@ def _frames_for(run: LoadedRun, data: str | dict[str, str], sep: str | None = No
     return {s: read_table(p, sep=sep) for s, p in data.items()}, dict(data)
 
 
-def evaluate(run_dir: str | Path, data: str | dict[str, str], sep: str | None = None) -> Metrics:
+def evaluate(run_dir: str | Path, data: DataFiles, sep: str | None = None) -> Metrics:
     """Per-task metrics of a trained run on labelled data (the same layout it was trained on); None where
     a metric is undefined on these rows."""
     run = load_run(run_dir)
@@ -491,7 +539,7 @@ def evaluate(run_dir: str | Path, data: str | dict[str, str], sep: str | None = 
     return task_metrics(run.tasks, arrays, run.predictor(arrays), run.preprocessor)
 
 
-def predict(run_dir: str | Path, data: str | dict[str, str], sep: str | None = None) -> pd.DataFrame:
+def predict(run_dir: str | Path, data: DataFiles, sep: str | None = None) -> pd.DataFrame:
     """Predictions for every row: one column per task (the value, or for a binary task the positive
     class probability); multiclass tasks add the predicted class and a ``TASK:CLASS`` probability column per
     class, multilabel tasks the predicted label set and a ``TASK:LABEL`` probability per label. In long form,
@@ -520,8 +568,14 @@ def predict(run_dir: str | Path, data: str | dict[str, str], sep: str | None = N
             out = pd.DataFrame(own, index=frame.index)
         else:
             cols: dict[str, Any] = {}
+            owner: dict[str, str] = {}
             for t in tasks:
-                cols.update(run.preprocessor.decode(t.name, preds[t.name]))
+                for key, values in run.preprocessor.decode(t.name, preds[t.name]).items():
+                    if key in owner:
+                        raise DataError(f"predict: column {key!r} would hold predictions of task {owner[key]!r} and "
+                                        f"of task {t.name!r}; rename one of the tasks")
+                    owner[key] = t.name
+                    cols[key] = values
             out = pd.DataFrame(cols, index=frame.index)
         if len(frames) > 1:
             out.insert(0, "task", source)

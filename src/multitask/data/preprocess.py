@@ -396,7 +396,9 @@ class Preprocessor:
             return cls.from_dict(json.loads(path.read_text()))
         except FileNotFoundError:
             raise CheckpointError(f"{path}: no such file (is this a run directory?)") from None
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
+        except CheckpointError as e:
+            raise CheckpointError(f"{path}: {e}") from None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:  # JSONDecodeError is a ValueError
             raise CheckpointError(f"{path}: not a valid preprocessing file ({e})") from None
 
 

@@ -37,6 +37,11 @@ if TYPE_CHECKING:
     from multitask.config import RunConfig
 
 
+def _source_of(pre: Preprocessor, task: Task) -> str:
+    """The source a task reads: its own for per-task data sets, else the one table."""
+    return task.name if task.name in pre.sources else next(iter(pre.sources))
+
+
 class Deep:
     """A deep multi-task network (an architecture of ``multitask.nn``) trained with early stopping."""
 
@@ -53,11 +58,36 @@ class Deep:
         return cls(cfg.model, cfg.model_options, cfg.train)
 
     def check(self, tasks: Sequence[Task], pre: Preprocessor) -> None:
+        """Build the network once (options bound to the architecture's signature first): every option and
+        every task's kind and size is checked before anything is trained or written."""
         cls = MODELS.get(self.name)
         try:
             inspect.signature(cls).bind(inputs=None, tasks=None, task_source=None, output_sizes=None, **self.options)
         except TypeError as e:
             raise ConfigError(f"model_options for {self.name!r}: {e}") from None
+        self._build(tasks, pre, {t.name: _source_of(pre, t) for t in tasks})
+
+    def _build(self, tasks: Sequence[Task], pre: Preprocessor, task_source: dict[str, str]) -> nn.Module:
+        from multitask.nn import InputSpec
+
+        used = set(task_source.values())
+        inputs = {
+            s: InputSpec(image_shape=v) if isinstance(v, tuple) else InputSpec(dim=v)
+            for s, v in pre.input_shapes().items()
+            if s in used
+        }
+        sizes = pre.output_sizes()
+        try:
+            net: nn.Module = MODELS.get(self.name)(
+                inputs=inputs,
+                tasks=list(tasks),
+                task_source=task_source,
+                output_sizes={t.name: sizes[t.name] for t in tasks},
+                **self.options,
+            )
+        except ConfigError as e:
+            raise ConfigError(f"model_options for {self.name!r}: {e}") from None
+        return net
 
     def fit(
         self,
@@ -69,27 +99,12 @@ class Deep:
         *,
         resume: bool = False,
     ) -> Self:
-        from multitask.nn import InputSpec
-
-        self.check(tasks, pre)
         if resume and run_dir is not None and (run_dir / MODEL_FILE).exists() and (run_dir / MODEL_CONFIG_FILE).exists():
             self.net_: nn.Module = load_model(run_dir)
             self.tasks_ = list(tasks)
             return self
-        inputs = {
-            s: InputSpec(image_shape=v) if isinstance(v, tuple) else InputSpec(dim=v)
-            for s, v in pre.input_shapes().items()
-            if s in train.inputs
-        }
-        sizes = pre.output_sizes()
         torch.manual_seed(self.train.seed)
-        net = MODELS.get(self.name)(
-            inputs=inputs,
-            tasks=list(tasks),
-            task_source={t.name: train.task_source[t.name] for t in tasks},
-            output_sizes={t.name: sizes[t.name] for t in tasks},
-            **self.options,
-        )
+        net = self._build(tasks, pre, {t.name: train.task_source[t.name] for t in tasks})
         if run_dir is not None and is_main_process():
             run_dir.mkdir(parents=True, exist_ok=True)
         result = fit(net, list(tasks), train, valid, self.train, run_dir=run_dir, resume=resume)

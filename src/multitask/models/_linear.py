@@ -87,7 +87,10 @@ class Linear:
                               f"got {units!r}")
         if "loss" in options:
             given = options.pop("loss")
-            losses = [given] * len(tasks) if isinstance(given, str) else list(given)
+            losses = [given] * len(tasks) if isinstance(given, str) else given
+            if not isinstance(losses, list) or len(losses) != len(tasks) or not all(isinstance(x, str) for x in losses):
+                raise ConfigError(f"model_options for {self.name}: loss must be a loss name, or one per task "
+                                  f"({len(tasks)}), got {given!r}")
         cls = LINEAR.get(self.formulation)
         try:
             inspect.signature(cls).bind(loss=losses, **options)

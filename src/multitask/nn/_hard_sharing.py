@@ -14,7 +14,7 @@ from torch import nn
 
 from multitask.errors import ConfigError
 from multitask.nn._conv import ConvEncoder
-from multitask.nn._mlp import MLP, check_activation, check_norm, dense
+from multitask.nn._mlp import MLP, check_activation, check_dropout, check_hidden, check_norm, dense
 from multitask.tasks import Task
 
 #: kinds whose head has one output and returns shape ``(n,)``
@@ -87,13 +87,10 @@ class HardSharing(nn.Module):
     ) -> None:
         super().__init__()
         output_sizes = dict(output_sizes or {})
-        hidden = tuple(int(h) for h in hidden)
+        hidden = check_hidden(hidden)
+        dropout = check_dropout(dropout)
         if not tasks:
             raise ConfigError("a model needs at least one task")
-        if not hidden or min(hidden) < 1:
-            raise ConfigError(f"hidden must be one or more positive layer sizes, got {list(hidden)}")
-        if not 0.0 <= dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
         check_activation(activation)
         check_norm(norm)
         seen: set[str] = set()

@@ -57,6 +57,28 @@ def norm_layer(name: str, dim: int) -> nn.Module:
     return nn.Identity()
 
 
+#: the widest hidden layer accepted (a wider one is a typo, not a model that fits in memory)
+MAX_WIDTH = 16_384
+
+
+def check_hidden(hidden: object) -> tuple[int, ...]:
+    """``hidden`` as a tuple of layer widths, or ConfigError: a list of whole numbers in [1, 16384]."""
+    values = hidden
+    if not isinstance(values, list | tuple) or not values:
+        raise ConfigError(f"hidden must be one or more layer widths, e.g. [128, 64], got {hidden!r}")
+    for h in values:
+        if isinstance(h, bool) or not isinstance(h, int) or not 1 <= h <= MAX_WIDTH:
+            raise ConfigError(f"hidden must be whole layer widths in [1, {MAX_WIDTH}], got {list(values)!r}")
+    return tuple(values)
+
+
+def check_dropout(dropout: object) -> float:
+    """``dropout`` as a float in [0, 1), or ConfigError."""
+    if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"dropout must be a number in [0, 1), got {dropout!r}")
+    return float(dropout)
+
+
 def dense(d_in: int, d_out: int, activation: str, norm: str, dropout: float) -> nn.Sequential:
     """``Linear(d_in, d_out) -> norm -> activation -> dropout``."""
     check_activation(activation)

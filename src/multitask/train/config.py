@@ -26,6 +26,10 @@ def _check_name(registry: Registry, value: str) -> str:
     return value
 
 
+#: the most torch CPU threads a run may ask for (more only exhausts the OpenMP runtime)
+MAX_THREADS = 1024
+
+
 class TrainConfig(BaseModel):
     """How to train a deep model. ``TrainConfig(epochs=50, lr=3e-4)``; invalid options raise ConfigError."""
 
@@ -105,11 +109,18 @@ class TrainConfig(BaseModel):
     def _batch_size(cls, v: int) -> int:
         return _in_range(v, 1, INT32_MAX)
 
-    @field_validator("patience", "threads")
+    @field_validator("patience")
     @classmethod
     def _positive_or_none(cls, v: int | None) -> int | None:
         if v is not None and not 1 <= v <= INT32_MAX:
             raise ValueError(f"must be None or an integer in [1, {INT32_MAX}], got {v}")
+        return v
+
+    @field_validator("threads")
+    @classmethod
+    def _threads(cls, v: int | None) -> int | None:
+        if v is not None and not 1 <= v <= MAX_THREADS:
+            raise ValueError(f"must be None or a number of threads in [1, {MAX_THREADS}], got {v}")
         return v
 
     @field_validator("seed")
