@@ -510,3 +510,23 @@ def test_the_docs_list_the_candidates_of_auto_in_order() -> None:
     listed = [line.split("`")[1] for line in DOC.read_text().splitlines() if line.startswith("| `")
               and line.split("`")[1] in models.names()]
     assert listed[: len(CANDIDATES)] == list(CANDIDATES)
+
+
+def test_monitor_makes_one_task_decide(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    n = 200
+    x = rng.normal(size=(n, 2))
+    frame = pd.DataFrame({"x0": x[:, 0], "x1": x[:, 1], "a": x[:, 0] + 0.1 * rng.normal(size=n),
+                          "b": rng.normal(size=n)})
+    frame.to_csv(tmp_path / "w.csv", index=False)
+    cfg = RunConfig(data=str(tmp_path / "w.csv"), tasks=["a:regression", "b:regression"], model="linear:independent")
+    p = prepare(cfg)
+    both = scoring_plan(p)
+    only_a = scoring_plan(p, monitor="a")
+    model = lambda: models.make(cfg)  # noqa: E731
+    preds = both.predictions(model)
+    skills = both.skills(preds)
+    assert only_a.score(only_a.predictions(model)) == pytest.approx(skills["a"])
+    assert both.score(preds) == pytest.approx((skills["a"] + skills["b"]) / 2)
+    with pytest.raises(ConfigError, match="'c'"):
+        scoring_plan(p, monitor="c")

@@ -237,7 +237,8 @@ class RunConfig(BaseModel):
         if self.cv is not None and family != "linear":
             raise ValueError(f"option 'cv' applies to linear models, not {self.model!r}")
         if family != "deep":
-            extra = sorted(set(self.train.model_fields_set) - _ANY_FAMILY_TRAIN)
+            allowed = _ANY_FAMILY_TRAIN | ({"monitor"} if self.search is not None else set())
+            extra = sorted(set(self.train.model_fields_set) - allowed)
             if extra:
                 raise ValueError(f"option 'train.{extra[0]}' applies to deep models, not {self.model!r}")
         return self

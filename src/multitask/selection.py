@@ -186,6 +186,7 @@ class ScoringPlan:
     scored: dict[str, np.ndarray] = field(default_factory=dict)  # task -> rows of its source in the pool
     targets: dict[str, np.ndarray] = field(default_factory=dict)  # task -> targets on those rows
     constant_loss: dict[str, float | None] = field(default_factory=dict)
+    monitor: str | None = None  # the one task that decides (--monitor); None: the weighted mean over tasks
 
     def predictions(self, make: Callable[[], _Fitter]) -> Predictions:
         """Each task's predictions on its scored rows, every row predicted by a model not fitted on it."""
@@ -219,8 +220,12 @@ class ScoringPlan:
         return out
 
     def score(self, predictions: Predictions) -> float | None:
-        """The weighted mean over tasks of the relative skill (module docstring); None if no task is scored."""
-        return weighted_score(self.tasks, self.skills(predictions))
+        """The weighted mean over tasks of the relative skill (module docstring), or the monitored task's
+        skill alone; None if no task is scored."""
+        skills = self.skills(predictions)
+        if self.monitor is not None:
+            return skills.get(self.monitor)
+        return weighted_score(self.tasks, skills)
 
     def _positions(self, task: str) -> np.ndarray:
         pos = np.full(self.pool.n_rows(self.pool.task_source[task]), -1, dtype=np.int64)
@@ -250,7 +255,8 @@ def _parts(arrays: Arrays, source: str, k: int, rng: np.random.Generator) -> np.
     return part
 
 
-def scoring_plan(p: Prepared, seed: int = 0, valid_fraction: float = 0.2, folds: int = FOLDS) -> ScoringPlan:
+def scoring_plan(p: Prepared, seed: int = 0, valid_fraction: float = 0.2, folds: int = FOLDS,
+                 monitor: str | None = None) -> ScoringPlan:
     """How models are scored on ``p``: K-fold cross-validation over training and validation parts together
     when tasks have fewer than :data:`CV_ROWS` labelled rows on average, else the validation part."""
     both = p.train.concat(p.valid)
@@ -289,6 +295,10 @@ def scoring_plan(p: Prepared, seed: int = 0, valid_fraction: float = 0.2, folds:
     for t in tasks:
         y = plan.targets[t.name]
         plan.constant_loss[t.name] = float(row_losses(t, y, constant[t.name]).mean()) if len(y) else None
+    if monitor is not None:
+        if monitor not in plan.scored:
+            raise ConfigError(f"--monitor {monitor!r}: no such task; tasks: {', '.join(t.name for t in tasks[:10])}")
+        plan.monitor = monitor
     return plan
 
 
@@ -670,7 +680,7 @@ def select(cfg: RunConfig, p: Prepared, out: Path | None, *, resume: bool) -> Se
     Writes ``out/selection.csv`` after every trial; with ``resume``, the trials already there are not run
     again. Raises ConfigError when every candidate or trial fails, naming the first failure.
     """
-    plan = scoring_plan(p, cfg.train.seed, cfg.valid_fraction)
+    plan = scoring_plan(p, cfg.train.seed, cfg.valid_fraction, monitor=cfg.train.monitor)
     log.info("selection: models are scored by %s", plan.method)
     record = _Record(out, p.tasks, resume)
     if cfg.model != AUTO:
