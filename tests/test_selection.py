@@ -416,12 +416,22 @@ def test_the_ensemble_of_auto_is_kept_only_when_its_crossfitted_score_is_higher(
         assert chosen.cfg.model_options["weights"][t][members.index("gbdt:multitask")] > 0.5
 
 
-def test_an_ensemble_that_does_not_beat_the_best_single_candidate_is_not_kept(tmp_path: Path) -> None:
+def test_an_ensemble_that_does_not_beat_the_best_single_candidate_is_not_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = config(long_table(tmp_path / "a.csv", {"a": 60, "b": 60, "c": 60}, noise=0.5), model="auto")
     chosen = select(cfg, prepare(cfg), None, resume=False)
-    assert [r["model"] for r in chosen.leaderboard][-1] == ENSEMBLE  # it was built and scored ...
+    assert [r["model"] for r in chosen.leaderboard][-1] == ENSEMBLE  # it was built and scored
     check_ensemble_rule(chosen)
-    assert chosen.cfg.model != ENSEMBLE  # ... but lost: the linear candidates predict alike
+
+    # an ensemble whose honest (cross-fitted) predictions are its weakest member's never wins
+    def weakest(plan: Any, members: list[Any], *args: Any, **kwargs: Any) -> Any:
+        return min(members, key=lambda m: plan.score(m))
+
+    monkeypatch.setattr(selection, "crossfit_shared", weakest)
+    monkeypatch.setattr(selection, "crossfit_ensemble", weakest)
+    chosen = select(cfg, prepare(cfg), None, resume=False)
+    assert [r["model"] for r in chosen.leaderboard][-1] == ENSEMBLE
+    assert chosen.cfg.model != ENSEMBLE
 
 
 def mixed_table(path: Path) -> Path:
@@ -530,3 +540,15 @@ def test_monitor_makes_one_task_decide(tmp_path: Path) -> None:
     assert both.score(preds) == pytest.approx((skills["a"] + skills["b"]) / 2)
     with pytest.raises(ConfigError, match="'c'"):
         scoring_plan(p, monitor="c")
+
+
+def test_shared_weights_average_two_independent_noisy_models(tmp_path: Path) -> None:
+    cfg = config(long_table(tmp_path / "a.csv", {"a": 60, "b": 60, "c": 60}, noise=0.5), model="linear:pooled")
+    plan = selection.scoring_plan(prepare(cfg))
+    rng = np.random.default_rng(0)
+    truth = {t: y.astype(np.float64) for t, y in plan.targets.items()}
+    members = [{t: y + rng.normal(scale=0.5, size=y.shape) for t, y in truth.items()} for _ in range(2)]
+    w = selection.shared_weights(plan, members)
+    assert w == pytest.approx([0.5, 0.5], abs=0.15)
+    honest = plan.score(selection.crossfit_shared(plan, members))
+    assert honest is not None and honest > max(plan.score(m) or -1.0 for m in members)

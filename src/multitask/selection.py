@@ -227,6 +227,20 @@ class ScoringPlan:
             return skills.get(self.monitor)
         return weighted_score(self.tasks, skills)
 
+    def score_on(self, predictions: Predictions, rows: dict[str, np.ndarray] | None = None) -> float | None:
+        """:meth:`score` on a subset of each task's scored rows (``rows[task]``: a boolean mask over them)."""
+        if rows is None:
+            return self.score(predictions)
+        skills: dict[str, float | None] = {}
+        for t in self.tasks:
+            keep = rows[t.name]
+            y = self.targets[t.name][keep]
+            skills[t.name] = (relative_skill(float(row_losses(t, y, predictions[t.name][keep]).mean()),
+                                             self.constant_loss[t.name]) if len(y) else None)
+        if self.monitor is not None:
+            return skills.get(self.monitor)
+        return weighted_score(self.tasks, skills)
+
     def _positions(self, task: str) -> np.ndarray:
         pos = np.full(self.pool.n_rows(self.pool.task_source[task]), -1, dtype=np.int64)
         pos[self.scored[task]] = np.arange(len(self.scored[task]))
@@ -361,6 +375,45 @@ def caruana(plan: ScoringPlan, members: list[Predictions], rounds: int = ENSEMBL
         else:
             weights[t.name] = greedy_weights(t, y, [m[t.name] for m in members], rounds).tolist()
     return weights
+
+
+def shared_weights(plan: ScoringPlan, members: list[Predictions], rows: dict[str, np.ndarray] | None = None,
+                   rounds: int = ENSEMBLE_ROUNDS) -> np.ndarray:
+    """Caruana's greedy selection with one weight vector for every task, chosen on the score over all tasks
+    (on ``rows`` of each task when given): a few weights fitted on all rows, where per-task weights fitted on
+    a small task's few rows would chase noise."""
+    counts = np.zeros(len(members))
+    total = {t.name: np.zeros_like(members[0][t.name], dtype=np.float64) for t in plan.tasks}
+    best, best_counts = -math.inf, counts
+    for r in range(1, rounds + 1):
+        scores = []
+        for m in members:
+            score = plan.score_on({t: (total[t] + m[t]) / r for t in total}, rows)
+            scores.append(-math.inf if score is None else score)
+        j = int(np.argmax(scores))
+        counts = counts.copy()
+        counts[j] += 1
+        total = {t: total[t] + members[j][t] for t in total}
+        if scores[j] > best:
+            best, best_counts = scores[j], counts
+    if not best_counts.any():
+        best_counts = np.eye(len(members))[0]
+    return np.asarray(best_counts / best_counts.sum())
+
+
+def crossfit_shared(plan: ScoringPlan, members: list[Predictions], seed: int = 0, folds: int = FOLDS,
+                    rounds: int = ENSEMBLE_ROUNDS) -> Predictions:
+    """:func:`shared_weights`' ensemble on each scored row with the weights chosen on the other parts of every
+    task's rows: its honest score, as :func:`crossfit_ensemble` is for per-task weights."""
+    rng = np.random.default_rng([seed, 31])
+    part = {t.name: rng.permutation(len(plan.targets[t.name])) % folds for t in plan.tasks}
+    out: Predictions = {t.name: np.array(members[0][t.name], dtype=np.float64, copy=True) for t in plan.tasks}
+    for j in range(folds):
+        w = shared_weights(plan, members, {t: p != j for t, p in part.items()}, rounds)
+        for t in plan.tasks:
+            inside = part[t.name] == j
+            out[t.name][inside] = sum(wm * m[t.name][inside] for wm, m in zip(w, members, strict=True))
+    return out
 
 
 def crossfit_ensemble(plan: ScoringPlan, members: list[Predictions], seed: int = 0, folds: int = FOLDS,
@@ -727,7 +780,15 @@ def _ensemble(cfg: RunConfig, plan: ScoringPlan, bests: list[_Best], record: _Re
 
     start = time.perf_counter()
     held_out = [b.predictions for b in bests if b.predictions is not None]
-    weights = caruana(plan, held_out)
+    # per-task weights, or one weight vector for all tasks: whichever scores better on rows it was not chosen on
+    per_task = caruana(plan, held_out)
+    per_task_score = plan.score(crossfit_ensemble(plan, held_out, cfg.train.seed))
+    shared = shared_weights(plan, held_out).tolist()
+    shared_score = plan.score(crossfit_shared(plan, held_out, cfg.train.seed))
+    if shared_score is not None and (per_task_score is None or shared_score >= per_task_score):
+        weights, how = {t.name: shared for t in plan.tasks}, "shared"
+    else:
+        weights, how = per_task, "per task"
     used = [i for i in range(len(held_out)) if any(w[i] > 0 for w in weights.values())]
     if len(used) < 2:
         return None  # every task takes the same single model: nothing to ensemble
@@ -739,7 +800,8 @@ def _ensemble(cfg: RunConfig, plan: ScoringPlan, bests: list[_Best], record: _Re
         train = {k: v for k, v in bcfg.train.model_dump(mode="json").items() if v != base[k] and k != "progress"}
         members.append({"model": bcfg.model, "model_options": bcfg.model_options, "train": train})
     weights = {t: [w[i] for i in used] for t, w in weights.items()}
-    score = plan.score(crossfit_ensemble(plan, [held_out[i] for i in used], cfg.train.seed))
+    score = shared_score if how == "shared" else per_task_score
+    log.info("selection: ensemble weights %s (cross-fitted score %s)", how, score)
     options = {"model_options.members": members, "model_options.weights": weights}
     ecfg = apply(cfg.model_copy(update={"model": ENSEMBLE, "model_options": {}, "cv": None}), options)
     row = record.add({"model": ENSEMBLE, "options": options, "params": {}, "score": score,
