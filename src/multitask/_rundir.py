@@ -117,7 +117,7 @@ def check_output(output: str, inputs: list[str], run_dir: Path) -> Path:
     if not str(output).strip():
         raise ConfigError("--output: the file name is empty")
     out = Path(output)
-    if out.is_dir() or str(output).endswith(("/", os.sep)):
+    if out.is_dir() or str(output).endswith(("/", os.sep)) or os.path.basename(output) in (".", ".."):
         raise ConfigError(f"--output {output}: is a folder; give a file name")
     if out.parent.exists() and not out.parent.is_dir():
         raise ConfigError(f"--output {output}: {out.parent} is a file, not a folder")
