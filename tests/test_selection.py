@@ -240,18 +240,18 @@ def test_resume_does_not_run_finished_trials_again(tmp_path: Path, monkeypatch: 
     evaluate = selection._evaluate
     calls: list[dict[str, Any]] = []
 
-    def interrupted(c: RunConfig, plan: Any) -> Any:
+    def interrupted(c: RunConfig, plan: Any, trial: Any = None) -> Any:
         if len(calls) == 4:
             raise KeyboardInterrupt
         calls.append(c.model_options)
-        return evaluate(c, plan)
+        return evaluate(c, plan, trial)
 
     monkeypatch.setattr(selection, "_evaluate", interrupted)
     with pytest.raises(KeyboardInterrupt):
         select(cfg, p, tmp_path / "run", resume=False)
     assert len(read_selection(tmp_path / "run")) == 4
     calls.clear()
-    monkeypatch.setattr(selection, "_evaluate", lambda c, plan: calls.append(c.model_options) or evaluate(c, plan))
+    monkeypatch.setattr(selection, "_evaluate", lambda c, plan, trial=None: calls.append(c.model_options) or evaluate(c, plan, trial))
     resumed = select(cfg, p, tmp_path / "run", resume=True)
     assert len(calls) == 2  # only the trials that had not finished
     strip = [{k: v for k, v in r.items() if k != "seconds"} for r in resumed.leaderboard]
@@ -456,18 +456,18 @@ def test_a_resumed_auto_builds_the_same_ensemble_from_saved_predictions(tmp_path
     evaluate = selection._evaluate
     calls: list[str] = []
 
-    def interrupted(c: RunConfig, plan: Any) -> Any:
+    def interrupted(c: RunConfig, plan: Any, trial: Any = None) -> Any:
         if len(calls) == 3:
             raise KeyboardInterrupt
         calls.append(c.model)
-        return evaluate(c, plan)
+        return evaluate(c, plan, trial)
 
     monkeypatch.setattr(selection, "_evaluate", interrupted)
     with pytest.raises(KeyboardInterrupt):
         select(cfg, p, tmp_path / "run", resume=False)
     assert len(list((tmp_path / "run" / selection.PREDICTIONS_DIR).glob("*.npz"))) == 3
     calls.clear()
-    monkeypatch.setattr(selection, "_evaluate", lambda c, plan: calls.append(c.model) or evaluate(c, plan))
+    monkeypatch.setattr(selection, "_evaluate", lambda c, plan, trial=None: calls.append(c.model) or evaluate(c, plan, trial))
     resumed = select(cfg, p, tmp_path / "run", resume=True)
     assert calls == list(CANDIDATES[3:])  # the first three candidates' predictions were read back
     assert resumed.cfg.model == whole.cfg.model == ENSEMBLE
@@ -552,3 +552,20 @@ def test_shared_weights_average_two_independent_noisy_models(tmp_path: Path) -> 
     assert w == pytest.approx([0.5, 0.5], abs=0.15)
     honest = plan.score(selection.crossfit_shared(plan, members))
     assert honest is not None and honest > max(plan.score(m) or -1.0 for m in members)
+
+
+def test_deep_trials_scored_on_the_validation_part_are_pruned(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from multitask.models._base import Param
+    from multitask.models._deep import Deep
+
+    # enough rows per task that trials are scored on the validation part, where epochs are reported
+    monkeypatch.setattr(selection, "CV_ROWS", 100)
+    monkeypatch.setattr(Deep, "search_space", classmethod(lambda cls, name, tasks: [
+        Param("train.lr", 1e-7, 3e-2, log=True)]))
+    cfg = config(long_table(tmp_path / "a.csv", {"a": 300, "b": 300}), model="hard-sharing", search=10,
+                 train={**DEEP, "epochs": 8, "patience": None})
+    chosen = select(cfg, prepare(cfg), tmp_path / "run", resume=False)
+    statuses = [r["status"] for r in chosen.leaderboard]
+    assert any(s.startswith("pruned") for s in statuses), statuses
+    assert chosen.cfg.train.lr > 1e-4  # a learning rate that learns won

@@ -83,6 +83,10 @@ CV_ROWS = 2_000
 FOLDS = 3
 #: rounds of Caruana's greedy ensemble selection (with replacement)
 ENSEMBLE_ROUNDS = 20
+#: deep trials scored on the validation part are pruned (Optuna's median rule) once this many trials have
+#: finished, and never before this epoch
+PRUNE_AFTER_TRIALS = 3
+PRUNE_AFTER_EPOCHS = 3
 #: the model name of an ensemble built by ``--model auto``
 ENSEMBLE = "ensemble:average"
 #: probabilities are clipped to [EPS, 1 - EPS] in log losses
@@ -570,12 +574,27 @@ def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split()) or type(e).__name__
 
 
-def _evaluate(cfg: RunConfig, plan: ScoringPlan) -> _Outcome:
-    """Fit ``cfg``'s model on each fold and score it; a MultitaskError or non-finite output is a failure."""
+def _evaluate(cfg: RunConfig, plan: ScoringPlan, trial: Any = None) -> _Outcome:
+    """Fit ``cfg``'s model on each fold and score it; a MultitaskError or non-finite output is a failure.
+
+    With an Optuna ``trial`` and one fold (the validation part), a model that reports per epoch (deep) reports
+    its validation loss, and the trial is pruned when the pruner says so (status ``pruned``).
+    """
+    import optuna
+
     quiet = cfg.model_copy(update={"train": cfg.train.model_copy(update={"progress": False})})
     start = time.perf_counter()
+
+    def make() -> Model:
+        model = _checked(quiet, plan)
+        if trial is not None and len(plan.folds) == 1 and hasattr(model, "on_epoch"):
+            model.on_epoch = lambda epoch, loss: _report(trial, epoch, loss)
+        return model
+
     try:
-        predictions = plan.predictions(lambda: _checked(quiet, plan))
+        predictions = plan.predictions(make)
+    except optuna.TrialPruned as e:
+        return _Outcome(None, time.perf_counter() - start, f"pruned: {_one_line(e)}")
     except _FAILURES as e:
         return _Outcome(None, time.perf_counter() - start, f"failed: {_one_line(e)}")
     score = plan.score(predictions)
@@ -583,6 +602,17 @@ def _evaluate(cfg: RunConfig, plan: ScoringPlan) -> _Outcome:
     if score is None:
         return _Outcome(None, seconds, "failed: no task has labelled rows to score on")
     return _Outcome(score, seconds, "ok", predictions)
+
+
+def _report(trial: Any, epoch: int, loss: float | None) -> None:
+    """Report an epoch's validation loss to ``trial`` (negated: the study maximizes); prune when told to."""
+    import optuna
+
+    if loss is None:
+        return
+    trial.report(-loss, epoch)
+    if trial.should_prune():
+        raise optuna.TrialPruned(f"validation loss {loss:.4g} at epoch {epoch} is worse than the median trial's")
 
 
 def _checked(cfg: RunConfig, plan: ScoringPlan) -> Model:
@@ -654,7 +684,8 @@ def _run_candidate(cfg: RunConfig, trials: int | None, plan: ScoringPlan, record
     dists = {p.path: _distribution(p) for p in space}
     decode = {p.path: p.decode for p in space}
     with _quiet_optuna():
-        study = optuna.create_study(direction="maximize")
+        study = optuna.create_study(direction="maximize", pruner=optuna.pruners.MedianPruner(
+            n_startup_trials=PRUNE_AFTER_TRIALS, n_warmup_steps=PRUNE_AFTER_EPOCHS))
         for row in earlier[:trials]:
             row = record.keep(row)
             try:
@@ -674,11 +705,11 @@ def _run_candidate(cfg: RunConfig, trials: int | None, plan: ScoringPlan, record
             trial = study.ask(fixed_distributions=dists)
             options = {path: decode[path](value) for path, value in trial.params.items()}
             tcfg = apply(cfg, options)
-            outcome = _evaluate(tcfg, plan)
+            outcome = _evaluate(tcfg, plan, trial)
             if outcome.score is not None:
                 study.tell(trial, outcome.score)
             else:
-                study.tell(trial, state=TrialState.FAIL)
+                study.tell(trial, state=TrialState.PRUNED if outcome.status.startswith("pruned") else TrialState.FAIL)
             row = record.add(_row(cfg.model, options, trial.params, outcome),
                              outcome.predictions if keep_predictions else None)
             _log(row)

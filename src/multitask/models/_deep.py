@@ -7,7 +7,7 @@ weights), written by the trainer, plus ``checkpoint.pt`` and ``log.jsonl`` while
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -52,6 +52,8 @@ class Deep:
         self.name = name
         self.options = dict(options or {})
         self.train = train if train is not None else TrainConfig()
+        #: called after each epoch with its early-stopping score (what a search prunes trials on)
+        self.on_epoch: Callable[[int, float | None], None] | None = None
 
     @classmethod
     def from_config(cls, cfg: RunConfig) -> Self:
@@ -107,7 +109,7 @@ class Deep:
         net = self._build(tasks, pre, {t.name: train.task_source[t.name] for t in tasks})
         if run_dir is not None and is_main_process():
             run_dir.mkdir(parents=True, exist_ok=True)
-        result = fit(net, list(tasks), train, valid, self.train, run_dir=run_dir, resume=resume)
+        result = fit(net, list(tasks), train, valid, self.train, run_dir=run_dir, resume=resume, on_epoch=self.on_epoch)
         self.net_ = result.model
         self.tasks_ = list(tasks)
         self.best_epoch_ = result.best_epoch

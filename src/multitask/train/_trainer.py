@@ -72,6 +72,7 @@ def fit(
     *,
     balancer: Balancer | GradientBalancer | None = None,
     sampler: Sampler | None = None,
+    on_epoch: Callable[[int, float | None], None] | None = None,
 ) -> FitResult:
     """Train ``model`` on ``train``; early-stop on ``Σ_t w_t · mean validation loss_t`` of ``valid``.
 
@@ -82,6 +83,10 @@ def fit(
     validation labels). With ``run_dir`` every epoch appends to ``log.jsonl`` and rewrites
     ``checkpoint.pt``; at the end ``model.pt``/``model.json`` hold the best weights. ``resume`` continues
     from ``checkpoint.pt`` to the same result as an uninterrupted run.
+
+    ``on_epoch(epoch, score)`` (optional) is called after each epoch with its early-stopping score (lower is
+    better; None without validation labels): a search prunes a trial by raising from it, which ends ``fit``
+    with that exception (after the epoch's checkpoint).
 
     A non-finite task loss in a training step, a non-finite validation loss or non-finite weights raise
     :class:`~multitask.errors.TrainingDivergedError` naming the task and epoch: the checkpoint of the last
@@ -231,6 +236,8 @@ def fit(
                 )
             if progress is not None and bar is not None:
                 progress.remove_task(bar)
+            if on_epoch is not None:
+                on_epoch(epoch + 1, score)
 
     if best_model is None or best_epoch < 1:  # only from a version 1 checkpoint of a run that diverged
         raise TrainingDivergedError(
