@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from multitask.errors import ConfigError
-from multitask.tasks import KINDS
 
 #: what ``compare`` writes into ``--out``; a folder holding anything else is refused
 OUTPUTS = ("leaderboard.csv", "results.csv", "leaderboard.png", "selection")
@@ -23,7 +22,7 @@ OUTPUTS = ("leaderboard.csv", "results.csv", "leaderboard.png", "selection")
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``compare`` to the command line's subcommands."""
-    from multitask.cli import _columns, _doc
+    from multitask.cli import _columns, _doc, add_data_arguments
     from multitask.config import AUTO
     from multitask.models import names
 
@@ -40,21 +39,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     c.add_argument("--search", type=int, metavar="N", help="tune each model with N trials on each split")
     c.add_argument("--no-references", action="store_true",
                    help="do not add the STL and pooled references (no delta_m)")
-    d = c.add_argument_group("data")
-    d.add_argument("--data", help=_doc("data"))
-    d.add_argument("--test-data", help=_doc("test_data"))
-    d.add_argument("--dataset", help=_doc("dataset"))
-    d.add_argument("--dataset-option", action="append", metavar="KEY=VALUE", help=_doc("dataset_options"))
-    d.add_argument("--data-dir", help=_doc("data_dir"))
-    d.add_argument("--task", action="append", metavar="NAME:KIND",
-                   help=f"a task (wide form); KIND is required, one of {', '.join(KINDS)}")
-    d.add_argument("--task-column", help=_doc("task_column"))
-    d.add_argument("--target", help=_doc("target"))
-    d.add_argument("--task-kind", choices=KINDS, help=_doc("task_kind"))
-    d.add_argument("--features", type=_columns, help="comma-separated; " + _doc("features"))
-    d.add_argument("--sep", help=_doc("sep"))
-    d.add_argument("--valid-fraction", type=float, help=_doc("valid_fraction"))
-    d.add_argument("--poolable", action="store_true", default=None, help=_doc("poolable"))
+    add_data_arguments(c.add_argument_group("data"))
     o = c.add_argument_group("training (deep models)")
     for flag, name, kind in (("--epochs", "epochs", int), ("--batch-size", "batch_size", int), ("--lr", "lr", float),
                              ("--patience", "patience", int), ("--seed", "seed", int), ("--threads", "threads", int)):

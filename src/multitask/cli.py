@@ -72,13 +72,8 @@ def _doc(field: str, train: bool = False) -> str:
     return (model.model_fields[field].description or "").replace("%", "%%")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="multitask", description="Multi-task learning: train, evaluate, predict.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    t = sub.add_parser("train", help="train one model on all tasks (optionally single-task baselines too)")
-    d = t.add_argument_group("data")
+def add_data_arguments(d: Any) -> None:
+    """The data options (files, built-in data sets, task declarations), shared by ``train`` and ``compare``."""
     d.add_argument("--data", help=_doc("data"))
     d.add_argument("--test-data", help=_doc("test_data"))
     d.add_argument("--dataset", help=_doc("dataset"))
@@ -93,6 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--sep", help=_doc("sep"))
     d.add_argument("--valid-fraction", type=float, help=_doc("valid_fraction"))
     d.add_argument("--poolable", action="store_true", default=None, help=_doc("poolable"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="multitask", description="Multi-task learning: train, evaluate, predict.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train one model on all tasks (optionally single-task baselines too)")
+    add_data_arguments(t.add_argument_group("data"))
     m = t.add_argument_group("model")
     m.add_argument("--model", choices=_model_names(), metavar="MODEL", help=f"one of: {', '.join(_model_names())}")
     m.add_argument("--hidden", type=_ints, help="layer widths, e.g. 128,64")
