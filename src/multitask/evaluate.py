@@ -53,7 +53,9 @@ def task_metrics(
         undefined = [m for m, v in values.items() if not math.isfinite(v)]
         out[task.name] = {m: (v if math.isfinite(v) else None) for m, v in values.items()}
         if undefined and notes is not None:
-            notes[task.name] = f"{', '.join(undefined)} undefined on these {len(y)} rows (e.g. a single class)"
+            why = "one class" if task.kind != "regression" else "a constant target"
+            rows = "1 row" if len(y) == 1 else f"{len(y)} rows"
+            notes[task.name] = f"{', '.join(undefined)} undefined on these {rows} ({why}, or too few rows)"
     return out
 
 
