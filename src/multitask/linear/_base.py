@@ -150,6 +150,9 @@ class LinearMTL(BaseEstimator):
             raise ConfigError(f"tol: must be a positive number, got {self.tol!r}")
         if not (isinstance(self.max_iter, int | np.integer) and self.max_iter >= 1):
             raise ConfigError(f"max_iter: must be a positive integer, got {self.max_iter!r}")
+        for name in ("fit_intercept", "warm_start"):
+            if not isinstance(getattr(self, name), bool | np.bool_):
+                raise ConfigError(f"{name}: must be true or false, got {getattr(self, name)!r}")
 
     # ---- fit --------------------------------------------------------------------------------------------
     def fit(self, X: Any, y: Any, tasks: Any = None) -> LinearMTL:

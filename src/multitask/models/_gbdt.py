@@ -71,7 +71,10 @@ class GBDT:
             raise ConfigError("gradient-boosted trees need all tasks on one table of features, not one data set per task")
         if any(c.image_shape is not None for c in pre.sources.values()):
             raise ConfigError("gradient-boosted trees take tabular features, not images")
-        self._estimator(tasks, pre)
+        try:
+            self._estimator(tasks, pre)._check_params()
+        except ConfigError as e:
+            raise ConfigError(f"model_options for {self.name}: {e}") from None
 
     def fit(
         self,

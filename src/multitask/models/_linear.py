@@ -107,7 +107,10 @@ class Linear:
             raise ConfigError("linear models need all tasks on one table of features, not one data set per task")
         if any(c.image_shape is not None for c in pre.sources.values()):
             raise ConfigError("linear models take tabular features, not images")
-        self._estimator(tasks)
+        try:
+            self._estimator(tasks)._check_params()
+        except ConfigError as e:
+            raise ConfigError(f"model_options for {self.name}: {e}") from None
 
     def fit(
         self,
