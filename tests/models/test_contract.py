@@ -101,3 +101,20 @@ def test_estimator_errors_name_the_users_task() -> None:
     tasks = [Task("school 1", "regression"), Task("school 2", "regression")]
     error = name_tasks(DataError("task 1 (column 1 of y) has no labelled rows"), tasks)
     assert str(error) == "task 'school 2' has no labelled rows"
+
+
+def test_pooled_baseline_of_wide_tasks_declared_poolable(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 2))
+    wide = pd.DataFrame({"x0": x[:, 0], "x1": x[:, 1], "a": x[:, 0] + 0.1 * rng.normal(size=80),
+                         "b": x[:, 0] + 1.0 + 0.1 * rng.normal(size=80)})
+    wide.to_csv(tmp_path / "w.csv", index=False)
+    base = {"data": str(tmp_path / "w.csv"), "tasks": ["a:regression", "b:regression"], "model": "linear:independent",
+            "baseline": ["pooled"]}
+    with pytest.raises(ConfigError, match="--poolable"):
+        train(RunConfig(**base, out=str(tmp_path / "refused")))
+    result = train(RunConfig(**base, poolable=True, out=str(tmp_path / "run")))
+    pooled = result.baselines["pooled"]
+    assert pooled.model == "linear:pooled" and pooled.delta_m_tasks == 2
+    # the tasks share their slope and differ by an intercept: pooling loses nothing here
+    assert pooled.delta_m is not None and abs(pooled.delta_m) < 10
