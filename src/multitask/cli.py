@@ -24,7 +24,7 @@ import yaml
 
 from multitask import _cli_compare
 from multitask.errors import ConfigError, MultitaskError
-from multitask.registry import ALL, OPTIMIZERS, SAMPLERS, SCHEDULES
+from multitask.registry import ALL, BALANCERS, OPTIMIZERS, SAMPLERS, SCHEDULES
 from multitask.tasks import KINDS
 
 
@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--schedule", choices=SCHEDULES.names(), help=_doc("schedule", train=True))
     o.add_argument("--sampling", choices=SAMPLERS.names(), help=_doc("sampling", train=True))
     o.add_argument("--temperature", type=float, help=_doc("temperature", train=True))
+    o.add_argument("--balancer", choices=BALANCERS.names(), help=_doc("balancer", train=True))
+    o.add_argument("--balancer-option", action="append", metavar="KEY=VALUE",
+                   help=_doc("balancer_options", train=True))
     o.add_argument("--patience", type=int, help=_doc("patience", train=True))
     o.add_argument("--monitor", metavar="TASK", help=_doc("monitor", train=True))
     o.add_argument("--seed", type=int, help=_doc("seed", train=True))
@@ -177,6 +180,7 @@ def _train_overrides(a: argparse.Namespace) -> dict[str, Any]:
             "schedule": a.schedule,
             "sampling": a.sampling,
             "temperature": a.temperature,
+            "balancer": a.balancer,
             "patience": a.patience,
             "monitor": a.monitor,
             "seed": a.seed,
@@ -188,6 +192,8 @@ def _train_overrides(a: argparse.Namespace) -> dict[str, Any]:
         overrides["dataset_options"] = _key_values(a.dataset_option, "--dataset-option")
     if model_options:
         overrides["model_options"] = model_options
+    if a.balancer_option:
+        overrides["train"]["balancer_options"] = _key_values(a.balancer_option, "--balancer-option")
     return overrides
 
 

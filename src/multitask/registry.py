@@ -181,6 +181,20 @@ SCHEDULES = Registry(
     },
 )
 
+# ---- task balancing: built as cls(tasks, **options); see multitask.balancing ------------------------------
+BALANCERS = Registry(
+    "balancer",
+    {
+        "static": "multitask.balancing:static",
+        "uncertainty": "multitask.balancing:Uncertainty",
+        "dwa": "multitask.balancing:DynamicWeightAverage",
+        "rlw": "multitask.balancing:RandomWeights",
+        "gls": "multitask.balancing:GeometricMean",
+        "mgda": "multitask.balancing:MGDA",
+        "pcgrad": "multitask.balancing:PCGrad",
+    },
+)
+
 # ---- built-in data sets ----------------------------------------------------------------------------------
 DATASETS = Registry(
     "data set",
@@ -203,5 +217,6 @@ ALL: dict[str, Registry] = {
     "metrics": METRICS,
     "optimizers": OPTIMIZERS,
     "schedules": SCHEDULES,
+    "balancers": BALANCERS,
     "datasets": DATASETS,
 }

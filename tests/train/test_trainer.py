@@ -96,7 +96,8 @@ def test_training_learns_the_tasks(tmp_path: Path) -> None:
     # one JSON line per epoch
     lines = [_strict_json(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == list(range(1, 16))
-    assert set(lines[0]) == {"epoch", "train", "valid", "valid_total", "lr", "seconds"}
+    assert set(lines[0]) == {"epoch", "train", "valid", "valid_total", "lr", "weights", "seconds"}
+    assert lines[0]["weights"] == {t.name: t.weight for t in TASKS}
     assert lines[3]["train"] == pytest.approx(result.history[3]["train"])
 
 

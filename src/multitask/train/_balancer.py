@@ -12,6 +12,10 @@ them to a balancer of one of two kinds:
   ``task.weight · ∇ loss_t``.
 
 Either may keep explicit state; if it has ``state_dict()``/``load_state_dict()`` the checkpoint carries it.
+The registered methods (:mod:`multitask.balancing`, selected by ``TrainConfig.balancer``) derive from
+:class:`~multitask.balancing.Balancing`: the trainer calls their ``begin_step(seed, epoch, step)`` before
+each step (stochastic methods seed their draws from it), their ``end_epoch(mean training losses)`` after each
+epoch, and logs the epoch mean of their ``weights_`` under "weights" in ``log.jsonl``.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-from multitask.tasks import Task
+from multitask.balancing import StaticWeights
 
 
 @runtime_checkable
@@ -37,16 +41,4 @@ class GradientBalancer(Protocol):
     def combine_gradients(self, jacobian: torch.Tensor, losses: dict[str, torch.Tensor]) -> torch.Tensor: ...
 
 
-class StaticWeights:
-    """Fixed task weights: ``L = Σ_t w_t L_t`` (the default, with ``w_t = task.weight``)."""
-
-    def __init__(self, weights: dict[str, float]) -> None:
-        self.weights = dict(weights)
-
-    @classmethod
-    def from_tasks(cls, tasks: list[Task]) -> StaticWeights:
-        return cls({t.name: t.weight for t in tasks})
-
-    def combine(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
-        terms = [self.weights[t] * loss for t, loss in losses.items()]
-        return torch.stack(terms).sum()
+__all__ = ["Balancer", "GradientBalancer", "StaticWeights"]

@@ -28,12 +28,13 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from multitask.balancing import Balancing
 from multitask.data.arrays import Arrays
 from multitask.data.sampling import Sampler, steps_per_epoch
 from multitask.errors import CheckpointError, ConfigError, DataError, TrainingDivergedError
-from multitask.registry import OPTIMIZERS, SAMPLERS, SCHEDULES
+from multitask.registry import BALANCERS, OPTIMIZERS, SAMPLERS, SCHEDULES
 from multitask.tasks import Task
-from multitask.train._balancer import Balancer, GradientBalancer, StaticWeights
+from multitask.train._balancer import Balancer, GradientBalancer
 from multitask.train._checkpoint import (
     CHECKPOINT_FILE,
     LOG_FILE,
@@ -77,8 +78,10 @@ def fit(
     """Train ``model`` on ``train``; early-stop on ``Σ_t w_t · mean validation loss_t`` of ``valid``.
 
     Each step the loss of task ``t`` is ``Σ_{labelled rows} loss_t / (labelled rows of t in the batch)``;
-    a task without labels in the batch contributes 0. The balancer (default ``StaticWeights`` from
-    ``task.weight``) combines the task losses. Early stopping follows ``config.monitor``'s validation loss
+    a task without labels in the batch contributes 0. The balancer (default: ``config.balancer`` built with
+    ``config.balancer_options``, ``static`` weighs by ``task.weight``) combines the task losses; a registered
+    one is told each step's ``(seed, epoch, step)`` and each epoch's mean training losses, and the epoch mean
+    of its per-step task weights goes to ``log.jsonl`` under "weights". Early stopping follows ``config.monitor``'s validation loss
     alone when it is set; the kept weights are always those of a completed epoch (the last one without
     validation labels). With ``run_dir`` every epoch appends to ``log.jsonl`` and rewrites
     ``checkpoint.pt``; at the end ``model.pt``/``model.json`` hold the best weights. ``resume`` continues
@@ -94,7 +97,8 @@ def fit(
     """
     ddp = setup_distributed()
     _check_inputs(model, tasks, train, valid, config.monitor)
-    balancer = balancer if balancer is not None else StaticWeights.from_tasks(tasks)
+    balancer = balancer if balancer is not None else make_balancer(config, tasks)
+    hooks = balancer if isinstance(balancer, Balancing) else None  # step/epoch hooks and logged weights
     sampler = sampler if sampler is not None else make_sampler(config)
     weights = {t.name: t.weight for t in tasks}
     source_of = train.task_source
@@ -167,6 +171,7 @@ def fit(
                 torch.zeros(len(tasks), dtype=torch.float64),
                 torch.zeros(len(tasks), dtype=torch.float64),
             )
+            weight_sum, weight_steps = torch.zeros(len(tasks), dtype=torch.float64), 0
             bar = progress.add_task(f"epoch {epoch + 1}/{config.epochs}", total=steps) if progress else None
 
             for step, rows in enumerate(sampler.batches(train, config.batch_size, epoch, config.seed), 1):
@@ -179,7 +184,12 @@ def fit(
                 losses, values = _global_losses(local, ddp)
                 _check_step(tasks, values, epoch, step, run_dir)  # all-reduced values: all ranks agree
                 optimizer.zero_grad(set_to_none=True)
+                if hooks is not None:
+                    hooks.begin_step(config.seed, epoch, step)
                 write_gradient(losses)
+                if hooks is not None and hooks.weights_ is not None:
+                    weight_sum += hooks.weights_.detach().double().cpu()
+                    weight_steps += 1
                 optimizer.step()
 
                 n = torch.tensor([count[t.name] for t in tasks], dtype=torch.float64)
@@ -195,6 +205,8 @@ def fit(
             # ---- validation, early stopping, log and checkpoint ------------------------------------------------
             _check_weights(model, epoch, run_dir)  # the last step's update is seen by no loss of this epoch
             train_losses = {t.name: _mean(sums[i], counts[i]) for i, t in enumerate(tasks)}
+            if hooks is not None:
+                hooks.end_epoch(train_losses)
             valid_losses = validation_losses(model, tasks, valid, ddp) if valid is not None else {}
             _check_validation(valid_losses, epoch, run_dir)
             valid_total = _weighted_total(valid_losses, weights)
@@ -210,6 +222,7 @@ def fit(
                 "valid": valid_losses,
                 "valid_total": valid_total,
                 "lr": lr,
+                "weights": _mean_weights(tasks, weight_sum, weight_steps),
                 "seconds": time.perf_counter() - t0,
             }
             history.append(record)
@@ -383,6 +396,35 @@ def validation_losses(
     model.train(was_training)
     ddp.broadcast(sums)
     return {t.name: _mean(sums[i], counts[i]) for i, t in enumerate(tasks)}
+
+
+def make_balancer(config: TrainConfig, tasks: list[Task]) -> Balancer | GradientBalancer:
+    """The balancer named by ``config.balancer``, built as ``cls(tasks, **config.balancer_options)``.
+
+    An option the constructor does not take, or a value it refuses, is a ConfigError naming the option.
+    """
+    cls = BALANCERS.get(config.balancer)
+    options = dict(config.balancer_options)
+    try:
+        inspect.signature(cls).bind(tasks, **options)
+    except TypeError as e:
+        raise ConfigError(f"train option 'balancer_options' of balancer {config.balancer!r}: {e}") from None
+    try:
+        built: Balancer | GradientBalancer = cls(tasks, **options)
+    except (TypeError, ValueError) as e:
+        what = ", ".join(repr(k) for k in options) or "none given"
+        raise ConfigError(
+            f"train option 'balancer_options' ({what}) of balancer {config.balancer!r}: {e}"
+        ) from None
+    return built
+
+
+def _mean_weights(tasks: list[Task], total: torch.Tensor, steps: int) -> dict[str, float | None] | None:
+    """``{task: mean weight over the epoch's steps}`` (a non-finite mean is None); None without weights."""
+    if steps == 0:
+        return None
+    mean = (total / steps).tolist()
+    return {t.name: (v if math.isfinite(v) else None) for t, v in zip(tasks, mean, strict=True)}
 
 
 def make_sampler(config: TrainConfig) -> Sampler:

@@ -5,13 +5,14 @@ Integer options take ints only (not ``true``, not ``2.0``); float options must b
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, StrictInt, ValidationError, field_validator, model_validator
 
 from multitask.errors import ConfigError
-from multitask.registry import OPTIMIZERS, SAMPLERS, SCHEDULES, Registry
+from multitask.registry import BALANCERS, OPTIMIZERS, SAMPLERS, SCHEDULES, Registry
 
 #: the largest value of an int option that torch and numpy take as a 32-bit integer
 INT32_MAX = 2**31 - 1
@@ -63,6 +64,10 @@ class TrainConfig(BaseModel):
     """A progress bar on stderr (only when it is a terminal, and only on rank 0)."""
     monitor: str | None = None
     """Early stopping and the kept weights follow this task's validation loss; None: the weighted total."""
+    balancer: str = "static"
+    """How task losses are combined each step, a name in multitask.registry.BALANCERS (static: task weights)."""
+    balancer_options: dict[str, Any] = {}
+    """Options of the balancer's constructor, e.g. {"temperature": 2.0} for dwa."""
 
     def __init__(self, **options: Any) -> None:
         try:
@@ -84,6 +89,11 @@ class TrainConfig(BaseModel):
     @classmethod
     def _sampling(cls, v: str) -> str:
         return _check_name(SAMPLERS, v)
+
+    @field_validator("balancer")
+    @classmethod
+    def _balancer(cls, v: str) -> str:
+        return _check_name(BALANCERS, v)
 
     @field_validator("lr", "weight_decay", "momentum", "temperature", mode="before")
     @classmethod
@@ -150,10 +160,27 @@ class TrainConfig(BaseModel):
         return v
 
     @model_validator(mode="after")
+    def _balancer_options_known(self) -> TrainConfig:
+        known = balancer_option_names(self.balancer)
+        unknown = sorted(k for k in self.balancer_options if k not in known)
+        if unknown:
+            accepted = ", ".join(known) or "none"
+            raise ValueError(
+                f"balancer {self.balancer!r} has no option {unknown[0]!r}; its options are: {accepted}"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _momentum_needs_sgd(self) -> TrainConfig:
         if self.momentum and self.optimizer != "sgd":
             raise ValueError(f"momentum only applies to optimizer 'sgd', not {self.optimizer!r}")
         return self
+
+
+def balancer_option_names(name: str) -> list[str]:
+    """The options of balancer ``name``: its constructor's parameters after ``tasks``."""
+    parameters = list(inspect.signature(BALANCERS.get(name)).parameters.values())[1:]
+    return [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
 def _in_range(v: int, low: int, high: int) -> int:

@@ -1,0 +1,32 @@
+"""Task balancing: loss weightings and gradient combinations, each selectable by name (``BALANCERS``).
+
+Every method is built as ``cls(tasks, **options)`` and is either a loss weighting, ``combine(losses)`` ->
+the scalar to backpropagate, or a gradient method, ``combine_gradients(J, losses)`` -> the direction of the
+shared parameters (``J``: one row per task, the gradient of its loss w.r.t. the shared parameters). See
+docs/balancing.md.
+"""
+
+from multitask.balancing._base import Balancing, step_seed
+from multitask.balancing._dwa import DynamicWeightAverage
+from multitask.balancing._gls import GeometricMean
+from multitask.balancing._mgda import MGDA, min_norm_weights, project_simplex
+from multitask.balancing._pcgrad import PCGrad, pcgrad_coefficients
+from multitask.balancing._rlw import RandomWeights
+from multitask.balancing._static import StaticWeights, static
+from multitask.balancing._uncertainty import Uncertainty
+
+__all__ = [
+    "MGDA",
+    "Balancing",
+    "DynamicWeightAverage",
+    "GeometricMean",
+    "PCGrad",
+    "RandomWeights",
+    "StaticWeights",
+    "Uncertainty",
+    "min_norm_weights",
+    "pcgrad_coefficients",
+    "project_simplex",
+    "static",
+    "step_seed",
+]

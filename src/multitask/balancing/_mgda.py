@@ -1,0 +1,75 @@
+"""Multiple-gradient descent as multi-objective optimization (Sener & Koltun, 2018)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from multitask.balancing._base import Balancing, task_names
+from multitask.tasks import Task
+
+
+def project_simplex(v: torch.Tensor) -> torch.Tensor:
+    """The Euclidean projection of ``v`` onto the probability simplex ``{w ≥ 0, Σ w = 1}`` (by sorting)."""
+    u, _ = torch.sort(v, descending=True)
+    cumulative = torch.cumsum(u, dim=0) - 1
+    index = torch.arange(1, v.numel() + 1, dtype=v.dtype, device=v.device)
+    rho = int((u - cumulative / index > 0).nonzero().max())
+    theta = cumulative[rho] / (rho + 1)
+    return torch.clamp(v - theta, min=0)
+
+
+def min_norm_weights(gramian: torch.Tensor, max_iter: int = 1000, tol: float = 1e-12) -> torch.Tensor:
+    """``argmin_{w ∈ Δ} wᵀ G w``: the weights of the min-norm point of the convex hull of the rows of ``J``.
+
+    ``G = J Jᵀ`` (T × T). Solved by accelerated projected gradient (FISTA) with step ``1 / λ_max(G)``,
+    from equal weights, in float64, until the weights move less than ``tol`` (Sener & Koltun solve the same
+    problem by Frank-Wolfe; the minimizer is the same).
+    """
+    g = gramian.double()
+    t = g.shape[0]
+    w = torch.full((t,), 1.0 / t, dtype=torch.float64, device=g.device)
+    lipschitz = float(torch.linalg.eigvalsh(g).max())
+    if lipschitz <= 0:
+        return w  # every gradient is zero: any point is the minimum
+    y, momentum = w.clone(), 1.0
+    for _ in range(max_iter):
+        w_next = project_simplex(y - (g @ y) / lipschitz)
+        momentum_next = (1 + (1 + 4 * momentum**2) ** 0.5) / 2
+        y = w_next + ((momentum - 1) / momentum_next) * (w_next - w)
+        if float((w_next - w).abs().max()) < tol:
+            w = w_next
+            break
+        w, momentum = w_next, momentum_next
+    return w
+
+
+class MGDA(Balancing):
+    """``d = Σ_t w_t g_t`` with ``w = argmin_{w ∈ Δ} ‖Σ_t w_t g_t‖²``, the min-norm point of the hull (MGDA).
+
+    Sener & Koltun, "Multi-task learning as multi-objective optimization", NeurIPS 2018 (eq. 3, without the
+    gradient normalizations of their appendix). ``g_t`` are the gradients of the task losses w.r.t. the
+    shared parameters (the rows of ``J``); only the Gramian ``J Jᵀ`` enters the weights. ``d`` is 0 at a
+    Pareto-stationary point. The logged weights are ``w``.
+
+    Args:
+        tasks: the tasks, in the order of the losses.
+        max_iter: iterations of the simplex QP solver, default 1000.
+    """
+
+    def __init__(self, tasks: Sequence[Task | str], max_iter: int = 1000) -> None:
+        super().__init__(task_names(list(tasks)))
+        if max_iter < 1:
+            raise ValueError(f"max_iter must be >= 1, got {max_iter}")
+        self.max_iter = int(max_iter)
+
+    def weigh(self, gramian: torch.Tensor) -> torch.Tensor:
+        """The min-norm weights ``w`` (T,) of the Gramian ``J Jᵀ``."""
+        return min_norm_weights(gramian, self.max_iter)
+
+    def combine_gradients(self, jacobian: torch.Tensor, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``wᵀ J`` with ``w`` the min-norm weights of ``J Jᵀ``."""
+        w = self.weigh(jacobian.double() @ jacobian.double().T)
+        self.weights_ = w.cpu()
+        return (w.to(jacobian.dtype) @ jacobian).to(jacobian.dtype)

@@ -1,0 +1,51 @@
+"""Projecting conflicting gradients (Yu et al., 2020)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from multitask.balancing._base import Balancing, task_names
+from multitask.tasks import Task
+
+
+def pcgrad_coefficients(gramian: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """``A`` (T × T) with ``g_i^PC = Σ_k A_ik g_k``: each ``g_i`` projected off the ``g_j`` it conflicts with.
+
+    For each task ``i``, in a random order of the other tasks ``j`` (drawn from ``generator``): if
+    ``g_i^PC · g_j < 0`` then ``g_i^PC ← g_i^PC − (g_i^PC · g_j / ‖g_j‖²) g_j`` (Yu et al., 2020, Alg. 1).
+    Only inner products enter, so the work is on ``G = J Jᵀ``: ``g_i^PC · g_j = (A G)_ij``.
+    """
+    g = gramian.double().cpu()
+    t = g.shape[0]
+    a = torch.eye(t, dtype=torch.float64)
+    for i in range(t):
+        for j in torch.randperm(t, generator=generator).tolist():
+            if j == i:
+                continue
+            dot = float(a[i] @ g[:, j])
+            if dot < 0 and float(g[j, j]) > 0:
+                a[i, j] -= dot / float(g[j, j])
+    return a
+
+
+class PCGrad(Balancing):
+    """``d = Σ_i g_i^PC``, each task gradient projected onto the normal plane of those it conflicts with (PCGrad).
+
+    Yu, Kumar, Gupta, Levine, Hausman & Finn, "Gradient surgery for multi-task learning", NeurIPS 2020
+    (Algorithm 1); see :func:`pcgrad_coefficients`. The random order of the other tasks is drawn from the
+    generator seeded by ``(seed, epoch, step)``. ``d = cᵀ J`` with ``c = 1ᵀ A`` the implied (logged) weights.
+    """
+
+    stochastic = True
+
+    def __init__(self, tasks: Sequence[Task | str]) -> None:
+        super().__init__(task_names(list(tasks)))
+
+    def combine_gradients(self, jacobian: torch.Tensor, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``Σ_i g_i^PC = (1ᵀ A) J``."""
+        a = pcgrad_coefficients(jacobian.double() @ jacobian.double().T, self.generator())
+        c = a.sum(dim=0)
+        self.weights_ = c
+        return (c.to(jacobian.device, jacobian.dtype) @ jacobian).to(jacobian.dtype)
