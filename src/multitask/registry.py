@@ -192,6 +192,7 @@ BALANCERS = Registry(
         "gls": "multitask.balancing:GeometricMean",
         "mgda": "multitask.balancing:MGDA",
         "pcgrad": "multitask.balancing:PCGrad",
+        "cagrad": "multitask.balancing:CAGrad",
     },
 )
 

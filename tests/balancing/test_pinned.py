@@ -9,6 +9,7 @@ import torch
 
 from multitask.balancing import (
     MGDA,
+    CAGrad,
     DynamicWeightAverage,
     GeometricMean,
     PCGrad,
@@ -88,6 +89,18 @@ def test_pcgrad() -> None:
     d = method.combine_gradients(torch.tensor([[1.0, 0.0], [-1.0, 1.0]], dtype=torch.float64), _losses(1.0, 1.0))
     torch.testing.assert_close(d, torch.tensor([0.5, 1.5], dtype=torch.float64))
     torch.testing.assert_close(method.weights_, torch.tensor([2.0, 1.5], dtype=torch.float64))
+
+
+def test_cagrad() -> None:
+    # Liu et al. (2021), Alg. 1: g_1 = (1, 0), g_2 = (0, 1), c = 0.5: g0 = (0.5, 0.5); by symmetry w = (1/2, 1/2),
+    # g_w = g0, so d = g0 + c ‖g0‖ g0 / ‖g0‖ = 1.5 g0 = (0.75, 0.75); implied weights 1/2 + 0.5 · 1/2 by hand
+    method = CAGrad(["t0", "t1"], c=0.5)
+    d = method.combine_gradients(torch.eye(2, dtype=torch.float64), _losses(1.0, 1.0))
+    torch.testing.assert_close(d, torch.tensor([0.75, 0.75], dtype=torch.float64))
+    torch.testing.assert_close(method.weights_, torch.tensor([0.75, 0.75], dtype=torch.float64))
+    # c = 0: the mean gradient
+    d = CAGrad(["t0", "t1"], c=0.0).combine_gradients(torch.tensor([[2.0, 0.0], [0.0, 4.0]]), _losses(1.0, 1.0))
+    torch.testing.assert_close(d, torch.tensor([1.0, 2.0]))
 
 
 def pytest_approx(value: float) -> object:

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from multitask.balancing import MGDA, Balancing, min_norm_weights, pcgrad_coefficients
+from multitask.balancing import MGDA, Balancing, CAGrad, cagrad_weights, min_norm_weights, pcgrad_coefficients
 from multitask.registry import BALANCERS
 
 NAMES = BALANCERS.names()
@@ -176,3 +176,37 @@ def test_pcgrad_without_conflicts_is_the_sum(t: int) -> None:
 
 def test_min_norm_of_zero_gradients_is_equal_weights() -> None:
     torch.testing.assert_close(min_norm_weights(torch.zeros(3, 3)), torch.full((3,), 1 / 3, dtype=torch.float64))
+
+
+def _cagrad_objective(w: torch.Tensor, gramian: torch.Tensor, c: float) -> torch.Tensor:
+    """``wᵀ G 1 / T + c ‖g₀‖ √(wᵀ G w)`` for a batch of weight rows ``w`` (N, T)."""
+    t = gramian.shape[0]
+    radius = c * math.sqrt(float(gramian.sum())) / t
+    quad = ((w @ gramian) * w).sum(dim=1).clamp(min=0)
+    return w @ gramian.sum(dim=1) / t + radius * quad.sqrt()
+
+
+@pytest.mark.parametrize("t", (2, 3))
+@pytest.mark.parametrize("seed", range(6))
+def test_cagrad_weights_minimize_its_inner_problem_and_d_maximizes_the_worst_task(t: int, seed: int) -> None:
+    jacobian, losses = _inputs(t, seed)
+    gramian = jacobian @ jacobian.T
+    c = 0.5
+    steps = 2001 if t == 2 else 801
+    grid = torch.linspace(0, 1, steps, dtype=torch.float64)
+    if t == 2:
+        candidates = torch.stack([grid, 1 - grid], dim=1)
+    else:
+        a, b = torch.meshgrid(grid, grid, indexing="ij")
+        keep = (a + b) <= 1
+        candidates = torch.stack([a[keep], b[keep], 1 - a[keep] - b[keep]], dim=1)
+    brute = float(_cagrad_objective(candidates, gramian, c).min())
+    w = cagrad_weights(gramian, c)
+    assert bool((w >= 0).all()) and float(w.sum()) == pytest.approx(1.0)
+    assert float(_cagrad_objective(w[None], gramian, c)[0]) <= brute + 1e-9
+    # the primal: d lies in the ball around g0 and no grid point of the dual does better than its worst task
+    method = CAGrad([f"t{i}" for i in range(t)], c=c)
+    d = _apply(method, jacobian, losses)
+    g0 = jacobian.mean(dim=0)
+    assert float((d - g0).norm()) <= c * float(g0.norm()) * (1 + 1e-9)
+    assert float((jacobian @ d).min()) == pytest.approx(float(_cagrad_objective(w[None], gramian, c)[0]), rel=1e-6)

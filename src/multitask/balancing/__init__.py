@@ -7,6 +7,7 @@ docs/balancing.md.
 """
 
 from multitask.balancing._base import Balancing, step_seed
+from multitask.balancing._cagrad import CAGrad, cagrad_weights
 from multitask.balancing._dwa import DynamicWeightAverage
 from multitask.balancing._gls import GeometricMean
 from multitask.balancing._mgda import MGDA, min_norm_weights, project_simplex
@@ -18,12 +19,14 @@ from multitask.balancing._uncertainty import Uncertainty
 __all__ = [
     "MGDA",
     "Balancing",
+    "CAGrad",
     "DynamicWeightAverage",
     "GeometricMean",
     "PCGrad",
     "RandomWeights",
     "StaticWeights",
     "Uncertainty",
+    "cagrad_weights",
     "min_norm_weights",
     "pcgrad_coefficients",
     "project_simplex",
