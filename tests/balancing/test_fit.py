@@ -117,3 +117,20 @@ def test_the_command_line_selects_a_balancer_and_its_options() -> None:
     assert train["balancer"] == "dwa" and train["balancer_options"] == {"temperature": 1.5}
     with pytest.raises(ConfigError):
         build_parser().parse_args(["train", "--balancer", "nope"])
+
+
+def test_a_checkpoint_from_before_balancers_resumes_as_static(tmp_path: Path) -> None:
+    from multitask.train import CHECKPOINT_FILE, load_checkpoint
+
+    train, valid = _problem()
+    full = fit(_model(), TASKS, train, valid, _config("static"), run_dir=tmp_path / "full")
+    with pytest.raises(_Stop):
+        fit(_model(), TASKS, train, valid, _config("static"), run_dir=tmp_path / "old", on_epoch=_stop_after_first)
+    ckpt = load_checkpoint(tmp_path / "old" / CHECKPOINT_FILE)
+    del ckpt["config"]["balancer"], ckpt["config"]["balancer_options"]  # such checkpoints had neither
+    torch.save(ckpt, tmp_path / "old" / CHECKPOINT_FILE)
+    with pytest.raises(ConfigError, match=r"balancer \('static' -> 'dwa'\)"):
+        fit(_model(), TASKS, train, valid, _config("dwa"), run_dir=tmp_path / "old", resume=True)
+    resumed = fit(_model(), TASKS, train, valid, _config("static"), run_dir=tmp_path / "old", resume=True)
+    for key, value in full.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[key], value), key

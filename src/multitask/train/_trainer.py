@@ -476,7 +476,9 @@ def _check_inputs(
 
 
 def _check_same_config(saved: dict[str, Any], config: TrainConfig, path: Path) -> None:
+    """Refuse a resumption with other training options; an option the checkpoint predates had its default."""
     now = config.model_dump()
+    saved = {**TrainConfig().model_dump(), **saved} if saved else saved
     changed = sorted(k for k in now if k not in _RESUMABLE_CHANGES and saved.get(k) != now[k])
     if changed:
         what = ", ".join(f"{k} ({saved.get(k)!r} -> {now[k]!r})" for k in changed)
