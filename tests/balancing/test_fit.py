@@ -86,7 +86,7 @@ def test_uncertainty_log_variances_are_trained_and_checkpointed(tmp_path: Path) 
 
 
 def test_an_unknown_option_is_named() -> None:
-    with pytest.raises(ConfigError, match="balancer 'dwa' has no option 'tau'; its options are: temperature"):
+    with pytest.raises(ConfigError, match="balancer 'dwa' takes no 'tau'; its options are: temperature"):
         _config("dwa", tau=2.0)
 
 

@@ -166,7 +166,7 @@ class TrainConfig(BaseModel):
         if unknown:
             accepted = ", ".join(known) or "none"
             raise ValueError(
-                f"balancer {self.balancer!r} has no option {unknown[0]!r}; its options are: {accepted}"
+                f"balancer {self.balancer!r} takes no {unknown[0]!r}; its options are: {accepted}"
             )
         return self
 
