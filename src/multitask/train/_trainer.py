@@ -79,13 +79,13 @@ def fit(
 
     Each step the loss of task ``t`` is ``Σ_{labelled rows} loss_t / (labelled rows of t in the batch)``;
     a task without labels in the batch contributes 0. The balancer (default: ``config.balancer`` built with
-    ``config.balancer_options``, ``static`` weighs by ``task.weight``) combines the task losses; a registered
-    one is told each step's ``(seed, epoch, step)`` and each epoch's mean training losses, and the epoch mean
-    of its per-step task weights goes to ``log.jsonl`` under "weights". Early stopping follows ``config.monitor``'s validation loss
-    alone when it is set; the kept weights are always those of a completed epoch (the last one without
-    validation labels). With ``run_dir`` every epoch appends to ``log.jsonl`` and rewrites
-    ``checkpoint.pt``; at the end ``model.pt``/``model.json`` hold the best weights. ``resume`` continues
-    from ``checkpoint.pt`` to the same result as an uninterrupted run.
+    ``config.balancer_options``; ``static`` weighs by ``task.weight``) combines the task losses; a registered
+    one is told each step's ``(seed, epoch, step)`` and each epoch's mean training losses, and the epoch
+    mean of its per-step task weights goes to ``log.jsonl`` under "weights". Early stopping follows
+    ``config.monitor``'s validation loss alone when it is set; the kept weights are always those of a
+    completed epoch (the last one without validation labels). With ``run_dir`` every epoch appends to
+    ``log.jsonl`` and rewrites ``checkpoint.pt``; at the end ``model.pt``/``model.json`` hold the best
+    weights. ``resume`` continues from ``checkpoint.pt`` to the same result as an uninterrupted run.
 
     ``on_epoch(epoch, score)`` (optional) is called after each epoch with its early-stopping score (lower is
     better; None without validation labels): a search prunes a trial by raising from it, which ends ``fit``
