@@ -63,7 +63,13 @@ class UnitGradients:
         return (jacobian / jacobian.norm(dim=1, keepdim=True).clamp_min(1e-12)).sum(dim=0)
 
 
-def train_once(balancer: UnitGradients | None, run_dir: Path | None) -> dict[str, torch.Tensor]:
+#: registered balancers that must also give the single-process result under torchrun
+REGISTERED = ("mgda", "pcgrad", "uncertainty", "dwa")
+
+
+def train_once(
+    balancer: UnitGradients | None, run_dir: Path | None, name: str = "static"
+) -> dict[str, torch.Tensor]:
     train, valid = make_data()
     model = make_model()
     config = TrainConfig(
@@ -76,6 +82,7 @@ def train_once(balancer: UnitGradients | None, run_dir: Path | None) -> dict[str
         patience=None,
         threads=1,
         progress=False,
+        balancer=name,
     )
     result = fit(model, TASKS, train, valid, config, run_dir=run_dir, balancer=balancer)
     losses = validation_losses(result.model, TASKS, valid)
@@ -89,11 +96,12 @@ def train_once(balancer: UnitGradients | None, run_dir: Path | None) -> dict[str
 
 
 def run(out: Path, run_dir: Path | None = None) -> None:
-    """Train with the default balancer (writing ``run_dir``), then with a gradient balancer; save both."""
+    """Train with the default balancer (writing ``run_dir``), a gradient balancer and registered ones; save all."""
     static = train_once(None, run_dir)
     gradient = train_once(UnitGradients(), None)
+    registered = {name: train_once(None, None, name) for name in REGISTERED}
     if is_main_process():
-        torch.save({"static": static, "gradient": gradient}, out)
+        torch.save({"static": static, "gradient": gradient, **registered}, out)
 
 
 if __name__ == "__main__":

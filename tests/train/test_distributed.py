@@ -2,7 +2,7 @@
 
 Tolerance: final weights and per-task validation losses agree within rtol=1e-4, atol=1e-5 (measured: largest
 weight difference ~5e-6, validation losses ~3e-6, after 3 epochs of SGD with momentum), for the default
-balancer and for a gradient balancer. Dropout is off: its masks are drawn per rank.
+balancer, for a gradient balancer and for the registered mgda, pcgrad, uncertainty and dwa. Dropout is off: its masks are drawn per rank.
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ def test_two_processes_match_one(tmp_path: Path) -> None:
 
     ddp = torch.load(out_ddp, weights_only=True)
     single = torch.load(out_single, weights_only=True)
-    for run in ("static", "gradient"):  # default StaticWeights, and a GradientBalancer
+    # default StaticWeights, a GradientBalancer, and registered balancers of each kind
+    for run in ("static", "gradient", *_load_script().REGISTERED):
         a, b = ddp[run], single[run]
         assert a["state"].keys() == b["state"].keys()
         for name, value in b["state"].items():
@@ -71,6 +72,8 @@ def test_two_processes_match_one(tmp_path: Path) -> None:
     assert any(not torch.allclose(initial[k], v, atol=1e-3) for k, v in single["static"]["state"].items())
     static, gradient = single["static"]["state"], single["gradient"]["state"]
     assert any(not torch.allclose(static[k], v, atol=1e-3) for k, v in gradient.items())
+    for name in _load_script().REGISTERED:  # (dwa differs from static from epoch 3 on)
+        assert not torch.allclose(single[name]["history_valid"], single["static"]["history_valid"]), name
     # only rank 0 wrote the run directory, and it holds a complete run
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
         "checkpoint.pt",
