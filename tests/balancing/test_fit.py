@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from multitask import Task
+from multitask.balancing import Balancing
 from multitask.cli import _train_overrides, build_parser
 from multitask.data.arrays import Arrays
 from multitask.errors import ConfigError
@@ -134,3 +135,25 @@ def test_a_checkpoint_from_before_balancers_resumes_as_static(tmp_path: Path) ->
     resumed = fit(_model(), TASKS, train, valid, _config("static"), run_dir=tmp_path / "old", resume=True)
     for key, value in full.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[key], value), key
+
+
+class _Collapsing(Balancing):
+    """``L = L_r + L_b + 10⁻⁵ L_q``: task q's weight collapses."""
+
+    def combine(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``Σ_t w_t L_t`` with ``w = (1, 1, 10⁻⁵)``."""
+        self.weights_ = torch.tensor([1.0, 1.0, 1e-5], dtype=torch.float64)
+        return (self.weights_.float() * self._stack(losses)).sum()
+
+
+def test_a_collapsed_weight_is_warned_about_once(caplog: pytest.LogCaptureFixture) -> None:
+    train, valid = _problem()
+    with caplog.at_level("WARNING", logger="multitask.train._trainer"):
+        fit(_model(), TASKS, train, valid, _config("static"), balancer=_Collapsing([t.name for t in TASKS]))
+    warnings = [r.getMessage() for r in caplog.records if "hardly trains" in r.getMessage()]
+    assert warnings == ["epoch 1: the balancer's mean weight of task 'q' is below 0.001 of the largest: "
+                        "the task hardly trains"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="multitask.train._trainer"):
+        fit(_model(), TASKS, train, valid, _config("static"))
+    assert not [r for r in caplog.records if "hardly trains" in r.getMessage()]

@@ -158,6 +158,7 @@ def fit(
     steps = steps_per_epoch(train, config.batch_size)
     progress = _progress_bar(config.progress and ddp.is_main and sys.stderr.isatty())
     stopped_early = False
+    collapsed_warned = False
     with _torch_threads(config.threads), progress or contextlib.nullcontext():
         for epoch in range(start_epoch, config.epochs):
             if config.patience is not None and bad_epochs >= config.patience:
@@ -216,16 +217,19 @@ def fit(
                 best_score, best_epoch, best_model, bad_epochs = score, epoch + 1, _cpu_state(model), 0
             else:
                 bad_epochs += 1
+            mean_weights = _mean_weights(tasks, weight_sum, weight_steps)
             record = {
                 "epoch": epoch + 1,
                 "train": train_losses,
                 "valid": valid_losses,
                 "valid_total": valid_total,
                 "lr": lr,
-                "weights": _mean_weights(tasks, weight_sum, weight_steps),
+                "weights": mean_weights,
                 "seconds": time.perf_counter() - t0,
             }
             history.append(record)
+            if not collapsed_warned and ddp.is_main:
+                collapsed_warned = _warn_collapsed(mean_weights, epoch)
             log.info("epoch %d: train %s valid %s", epoch + 1, _fmt(train_losses), _fmt(valid_losses))
             if main:
                 assert run_dir is not None
@@ -425,6 +429,26 @@ def _mean_weights(tasks: list[Task], total: torch.Tensor, steps: int) -> dict[st
         return None
     mean = (total / steps).tolist()
     return {t.name: (v if math.isfinite(v) else None) for t, v in zip(tasks, mean, strict=True)}
+
+
+#: a task whose mean weight falls below this fraction of the largest one is warned about (once per run)
+COLLAPSED_WEIGHT = 1e-3
+
+
+def _warn_collapsed(weights: dict[str, float | None] | None, epoch: int) -> bool:
+    """Warn if some task's mean weight is below ``COLLAPSED_WEIGHT`` × the largest; True if it warned."""
+    present = {t: w for t, w in (weights or {}).items() if w is not None}
+    largest = max((abs(w) for w in present.values()), default=0.0)
+    collapsed = [t for t, w in present.items() if abs(w) < COLLAPSED_WEIGHT * largest]
+    if not collapsed:
+        return False
+    log.warning(
+        "epoch %d: the balancer's mean weight of %s is below %g of the largest: the task hardly trains",
+        epoch + 1,
+        ", ".join(f"task {t!r}" for t in collapsed),
+        COLLAPSED_WEIGHT,
+    )
+    return True
 
 
 def make_sampler(config: TrainConfig) -> Sampler:
