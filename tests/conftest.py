@@ -67,3 +67,11 @@ def long_csv(tmp_path: Path) -> Path:
     path = tmp_path / "long.csv"
     make_long().to_csv(path, index=False)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _fresh_warnings() -> None:
+    """Each test sees the trainer's once-per-process warnings anew."""
+    from multitask.train import _trainer
+
+    _trainer._WARNED.clear()

@@ -437,6 +437,10 @@ def test_a_task_without_validation_labels_is_named_once(caplog: pytest.LogCaptur
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == ["no validation labels for task 'b': early stopping follows the other tasks"]
     assert all(h["valid_total"] == h["valid"]["r"] for h in result.history)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="multitask.train"):  # a search fits again: said once only
+        fit(_model(), TASKS, train, valid, _config(epochs=1))
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
 
 
 # ---- monitor: early stopping on one task ---------------------------------------------------------------------

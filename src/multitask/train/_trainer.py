@@ -523,20 +523,34 @@ def _weighted_total(losses: dict[str, float | None], weights: dict[str, float]) 
     return float(sum(weights[t] * v for t, v in present)) if present else None
 
 
+#: the warnings about unlabelled validation parts already given in this process (a search or a
+#: cross-validation fits many models on the same tasks: the user is told once)
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str, *args: object) -> None:
+    text = message % args
+    if text in _WARNED:
+        log.info(text)
+        return
+    _WARNED.add(text)
+    log.warning(text)
+
+
 def _warn_unlabelled(tasks: list[Task], valid: Arrays, monitor: str | None) -> None:
     """Say once which tasks cannot take part in early stopping: those without validation labels."""
     unlabelled = [t.name for t in tasks if not valid.masks[t.name].any()]
     if monitor is not None:
         if monitor in unlabelled:
-            log.warning(
+            _warn_once(
                 "train option 'monitor': task %r has no validation labels: no early stopping, "
                 "the last epoch is kept",
                 monitor,
             )
     elif len(unlabelled) == len(tasks):
-        log.warning("no task has validation labels: no early stopping, the last epoch is kept")
+        _warn_once("no task has validation labels: no early stopping, the last epoch is kept")
     elif unlabelled:
-        log.warning(
+        _warn_once(
             "no validation labels for %s: early stopping follows the other tasks",
             ", ".join(f"task {name!r}" for name in unlabelled),
         )
