@@ -118,3 +118,18 @@ def test_pooled_baseline_of_wide_tasks_declared_poolable(tmp_path: Path) -> None
     assert pooled.model == "linear:pooled" and pooled.delta_m_tasks == 2
     # the tasks share their slope and differ by an intercept: pooling loses nothing here
     assert pooled.delta_m is not None and abs(pooled.delta_m) < 10
+
+
+def test_deep_search_offers_gradient_balancers_only_for_few_tasks() -> None:
+    from multitask.registry import BALANCERS
+    from multitask.tasks import Task
+
+    def offered(n: int) -> tuple[str, ...]:
+        space = models.family("hard-sharing").search_space("hard-sharing", [Task(f"t{i}", "regression") for i in range(n)])
+        (param,) = [p for p in space if p.path == "train.balancer"]
+        assert param.choices is not None
+        return param.choices
+
+    assert set(offered(3)) == set(BALANCERS.names())
+    many = offered(139)
+    assert "static" in many and "uncertainty" in many and "mgda" not in many and "pcgrad" not in many

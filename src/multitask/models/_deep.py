@@ -19,7 +19,7 @@ from multitask.data.arrays import Arrays
 from multitask.data.preprocess import Preprocessor
 from multitask.errors import CheckpointError, ConfigError
 from multitask.models._base import Param, Predictions
-from multitask.registry import MODELS
+from multitask.registry import BALANCERS, MODELS
 from multitask.tasks import Task
 from multitask.train import (
     MODEL_CONFIG_FILE,
@@ -35,6 +35,10 @@ if TYPE_CHECKING:
     from typing import Self
 
     from multitask.config import RunConfig
+
+
+#: a search offers gradient-based balancing methods only up to this many tasks
+MAX_GRADIENT_TASKS = 10
 
 
 def _source_of(pre: Preprocessor, task: Task) -> str:
@@ -154,13 +158,17 @@ class Deep:
 
     @classmethod
     def search_space(cls, name: str, tasks: Sequence[Task]) -> list[Param]:
-        """Learning rate, weight decay, width and depth of the hidden layers, and dropout."""
+        """Learning rate, weight decay, width and depth of the hidden layers, dropout, and the balancing method
+        (gradient-based methods only up to 10 tasks: they cost one backward pass per task and step)."""
+        balancers = [b for b in BALANCERS.names()
+                     if len(tasks) <= MAX_GRADIENT_TASKS or not hasattr(BALANCERS.get(b), "combine_gradients")]
         return [
             Param("train.lr", 1e-4, 1e-2, log=True),
             Param("train.weight_decay", 1e-6, 1e-2, log=True),
             Param("model_options.hidden", choices=("64", "128", "256", "128,64", "256,128", "256,128,64"),
                   decode=lambda s: [int(w) for w in str(s).split(",")]),
             Param("model_options.dropout", 0.0, 0.5),
+            Param("train.balancer", choices=tuple(balancers)),
         ]
 
     @classmethod
