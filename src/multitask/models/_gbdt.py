@@ -20,7 +20,7 @@ from multitask.data.arrays import Arrays
 from multitask.data.preprocess import Preprocessor
 from multitask.errors import CheckpointError, ConfigError, DataError
 from multitask.models._base import Param, Predictions, name_tasks
-from multitask.models._linear import features, wide_targets
+from multitask.models._linear import check_one_table, features, wide_targets
 from multitask.registry import GBDT as MEMBERS
 from multitask.tasks import Task
 from multitask.train import is_main_process
@@ -67,10 +67,7 @@ class GBDT:
             raise ConfigError(
                 f"task {bad[0].name!r} is {bad[0].kind}; gradient-boosted trees fit regression, binary and multiclass tasks"
             )
-        if len(pre.sources) != 1:
-            raise ConfigError("gradient-boosted trees need all tasks on one table of features, not one data set per task")
-        if any(c.image_shape is not None for c in pre.sources.values()):
-            raise ConfigError("gradient-boosted trees take tabular features, not images")
+        check_one_table(pre, "gradient-boosted trees")
         try:
             self._estimator(tasks, pre)._check_params()
         except ConfigError as e:

@@ -39,14 +39,18 @@ STRENGTH_UNITS = ("absolute", "scale")
 LINEAR_FILE = "linear.npz"
 
 
+def check_one_table(pre: Preprocessor, models: str) -> None:
+    """ConfigError unless every task reads one table of tabular features (what linear models and trees fit)."""
+    if len(pre.sources) != 1:
+        raise ConfigError(f"{models} need all tasks on one table of features, not one data set per task")
+    if any(c.image_shape is not None for c in pre.sources.values()):
+        raise ConfigError(f"{models} take tabular features, not images")
+
+
 def features(arrays: Arrays, pre: Preprocessor) -> np.ndarray:
     """The one table of features that linear models (and trees) need, as float64."""
-    if len(arrays.inputs) != 1:
-        raise ConfigError("this model needs all tasks on one table of features, not one data set per task")
-    source, x = next(iter(arrays.inputs.items()))
-    if pre.sources[source].image_shape is not None:
-        raise ConfigError("this model takes tabular features, not images")
-    return x.astype(np.float64)
+    check_one_table(pre, "these models")
+    return next(iter(arrays.inputs.values())).astype(np.float64)
 
 
 def wide_targets(arrays: Arrays, tasks: Sequence[Task]) -> np.ndarray:
@@ -102,11 +106,7 @@ class Linear:
         bad = [t for t in tasks if t.kind not in KIND_LOSS]
         if bad:
             raise ConfigError(f"task {bad[0].name!r} is {bad[0].kind}; linear models fit regression and binary tasks")
-        sources = {s for s in pre.sources}
-        if len(sources) != 1:
-            raise ConfigError("linear models need all tasks on one table of features, not one data set per task")
-        if any(c.image_shape is not None for c in pre.sources.values()):
-            raise ConfigError("linear models take tabular features, not images")
+        check_one_table(pre, "linear models")
         try:
             self._estimator(tasks)._check_params()
         except ConfigError as e:
