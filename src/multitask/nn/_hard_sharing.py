@@ -203,26 +203,34 @@ class HardSharing(nn.Module):
     # ---- description, to rebuild the model next to its weights --------------------------------------------
     def model_config(self) -> dict[str, Any]:
         """A JSON-serializable description; :func:`multitask.nn.build_model` rebuilds the same module."""
-        return {
-            "model": "hard-sharing",
-            "inputs": {s: spec.to_dict() for s, spec in self.inputs.items()},
-            "tasks": [t.to_dict() for t in self.tasks],
-            "task_source": dict(self.task_source),
-            "output_sizes": dict(self.output_sizes),
-            "hidden": list(self.hidden),
-            "dropout": self.dropout,
-            "activation": self.activation,
-            "norm": self.norm,
-        }
+        return describe_mlp("hard-sharing", self)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> HardSharing:
-        """The model described by :meth:`model_config` (with fresh weights).
+        """The model described by :meth:`model_config` (with fresh weights)."""
+        return cls(**mlp_arguments(config))
 
-        The entries other than ``model`` are the constructor's arguments (:func:`multitask.nn.build_model`
-        checks their names first); ``inputs`` and ``tasks`` are given as dicts.
-        """
-        options = {k: v for k, v in config.items() if k != "model"}
-        options["inputs"] = {s: InputSpec.from_dict(d) for s, d in options["inputs"].items()}
-        options["tasks"] = [Task.from_dict(d) for d in options["tasks"]]
-        return cls(**options)
+
+def describe_mlp(name: str, model: Any) -> dict[str, Any]:
+    """The JSON description of an MLP-based architecture: its registry name and its constructor's arguments
+    (``inputs``, ``tasks``, ``task_source``, ``output_sizes``, ``hidden``, ``dropout``, ``activation``, ``norm``)."""
+    return {
+        "model": name,
+        "inputs": {s: spec.to_dict() for s, spec in model.inputs.items()},
+        "tasks": [t.to_dict() for t in model.tasks],
+        "task_source": dict(model.task_source),
+        "output_sizes": dict(model.output_sizes),
+        "hidden": list(model.hidden),
+        "dropout": model.dropout,
+        "activation": model.activation,
+        "norm": model.norm,
+    }
+
+
+def mlp_arguments(config: dict[str, Any]) -> dict[str, Any]:
+    """The constructor's arguments from a description (:func:`describe_mlp`): every entry but ``model``, with
+    ``inputs`` and ``tasks`` rebuilt from their dicts (:func:`multitask.nn.build_model` checks the names first)."""
+    options = {k: v for k, v in config.items() if k != "model"}
+    options["inputs"] = {s: InputSpec.from_dict(d) for s, d in options["inputs"].items()}
+    options["tasks"] = [Task.from_dict(d) for d in options["tasks"]]
+    return options

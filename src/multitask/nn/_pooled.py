@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from multitask.errors import ConfigError
-from multitask.nn._hard_sharing import InputSpec
+from multitask.nn._hard_sharing import InputSpec, describe_mlp, mlp_arguments
 from multitask.nn._mlp import MLP, check_activation, check_dropout, check_hidden, check_norm, dense
 from multitask.tasks import Task
 
@@ -89,22 +89,9 @@ class PooledMLP(nn.Module):
 
     def model_config(self) -> dict[str, Any]:
         """A JSON-serializable description; :func:`multitask.nn.build_model` rebuilds the same module."""
-        return {
-            "model": "pooled-mlp",
-            "inputs": {s: spec.to_dict() for s, spec in self.inputs.items()},
-            "tasks": [t.to_dict() for t in self.tasks],
-            "task_source": dict(self.task_source),
-            "output_sizes": dict(self.output_sizes),
-            "hidden": list(self.hidden),
-            "dropout": self.dropout,
-            "activation": self.activation,
-            "norm": self.norm,
-        }
+        return describe_mlp("pooled-mlp", self)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> PooledMLP:
         """The model described by :meth:`model_config` (with fresh weights)."""
-        options = {k: v for k, v in config.items() if k != "model"}
-        options["inputs"] = {s: InputSpec.from_dict(d) for s, d in options["inputs"].items()}
-        options["tasks"] = [Task.from_dict(d) for d in options["tasks"]]
-        return cls(**options)
+        return cls(**mlp_arguments(config))
