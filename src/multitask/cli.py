@@ -300,11 +300,11 @@ def _cmd_predict(a: argparse.Namespace, console: Any) -> int:
     from multitask._rundir import check_output
     from multitask.runs import data_files, load_run, predict, write_predictions
 
-    sources = list(load_run(a.run).declaration["sources"])
-    data = data_files(a.data, sources)
+    run = load_run(a.run)
+    data = data_files(a.data, list(run.declaration["sources"]))
     inputs = [data] if isinstance(data, str) else list(data.values())
     check_output(a.output, inputs, Path(a.run))  # before the work, so that a bad --output fails fast
-    frame = predict(a.run, data, sep=a.sep)
+    frame = predict(run, data, sep=a.sep)
     out = write_predictions(frame, a.output, inputs, a.run)
     console.print(f"{len(frame)} rows of predictions written to {out}", markup=False)
     return 0

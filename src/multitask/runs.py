@@ -539,14 +539,15 @@ def evaluate(run_dir: str | Path, data: DataFiles, sep: str | None = None) -> Me
     return task_metrics(run.tasks, arrays, run.predictor(arrays), run.preprocessor)
 
 
-def predict(run_dir: str | Path, data: DataFiles, sep: str | None = None) -> pd.DataFrame:
+def predict(run_dir: str | Path | LoadedRun, data: DataFiles, sep: str | None = None) -> pd.DataFrame:
     """Predictions for every row: one column per task (the value, or for a binary task the positive
     class probability); multiclass tasks add the predicted class and a ``TASK:CLASS`` probability column per
     class, multilabel tasks the predicted label set and a ``TASK:LABEL`` probability per label. In long form,
     the task-id column and one ``prediction`` column hold each row's own task's prediction (and, for classes,
     its ``prediction:CLASS`` probabilities); with one data set per task, rows are stacked with a ``task`` column.
+    ``run_dir`` may be a run already loaded with :func:`load_run`.
     """
-    run = load_run(run_dir)
+    run = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir)
     frames, paths = _frames_for(run, data, sep)
     spec = from_declaration(run.declaration, frames, paths, labelled=False)
     _check_task_ids(spec)
