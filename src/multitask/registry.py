@@ -191,6 +191,7 @@ BALANCERS = Registry(
         "rlw": "multitask.balancing:RandomWeights",
         "gls": "multitask.balancing:GeometricMean",
         "mgda": "multitask.balancing:MGDA",
+        "mgda-ub": "multitask.balancing:MGDAUB",
         "pcgrad": "multitask.balancing:PCGrad",
         "cagrad": "multitask.balancing:CAGrad",
     },

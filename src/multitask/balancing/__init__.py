@@ -6,11 +6,11 @@ shared parameters (``J``: one row per task, the gradient of its loss w.r.t. the 
 docs/balancing.md.
 """
 
-from multitask.balancing._base import Balancing, step_seed
+from multitask.balancing._base import Balancing, Needs, Of, step_seed, task_names
 from multitask.balancing._cagrad import CAGrad, cagrad_weights
 from multitask.balancing._dwa import DynamicWeightAverage
 from multitask.balancing._gls import GeometricMean
-from multitask.balancing._mgda import MGDA, min_norm_weights, project_simplex
+from multitask.balancing._mgda import MGDA, MGDAUB, min_norm_weights, project_simplex
 from multitask.balancing._pcgrad import PCGrad, pcgrad_coefficients
 from multitask.balancing._rlw import RandomWeights
 from multitask.balancing._static import StaticWeights, static
@@ -18,6 +18,7 @@ from multitask.balancing._uncertainty import Uncertainty
 
 __all__ = [
     "MGDA",
+    "MGDAUB",
     "Balancing",
     "CAGrad",
     "DynamicWeightAverage",

@@ -59,23 +59,25 @@ class CAGrad(Balancing):
     Args:
         tasks: the tasks, in the order of the losses.
         c: the radius of the ball relative to ``‖g₀‖``, default 0.4; at least 0 (the paper takes c < 1).
+        of: "parameters" (default) or "representation": where the task gradients are taken.
     """
 
-    def __init__(self, tasks: Sequence[Task | str], c: float = 0.4) -> None:
-        super().__init__(task_names(list(tasks)))
+    needs = "gramian"
+
+    def __init__(self, tasks: Sequence[Task | str], c: float = 0.4, of: str = "parameters") -> None:
+        super().__init__(task_names(list(tasks)), of)
         if not (math.isfinite(c) and c >= 0):
             raise ValueError(f"c must be finite and >= 0, got {c}")
         self.c = float(c)
 
-    def combine_gradients(self, jacobian: torch.Tensor, losses: dict[str, torch.Tensor]) -> torch.Tensor:
-        """``(1/T + (c ‖g₀‖ / ‖g_w‖) w)ᵀ J``."""
-        j = jacobian.double()
-        gramian = j @ j.T
+    def weigh(self, gramian: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
+        """The implied weights ``1/T + (c ‖g₀‖ / ‖g_w‖) w``: ``d = (1/T + (c ‖g₀‖ / ‖g_w‖) w)ᵀ J``."""
+        gramian = gramian.double()
         t = gramian.shape[0]
         w = cagrad_weights(gramian, self.c)
         norm_w = math.sqrt(max(float(w @ gramian @ w), 0.0))
         norm_0 = math.sqrt(max(float(gramian.sum()), 0.0)) / t
         scale = self.c * norm_0 / norm_w if norm_w > 0 else 0.0
-        coefficients = torch.full((t,), 1.0 / t, dtype=torch.float64, device=j.device) + scale * w
-        self.weights_ = coefficients.cpu()
-        return (coefficients @ j).to(jacobian.dtype)
+        coefficients = torch.full((t,), 1.0 / t, dtype=torch.float64, device=gramian.device) + scale * w
+        self.weights_ = coefficients
+        return coefficients

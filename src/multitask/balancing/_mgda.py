@@ -56,20 +56,35 @@ class MGDA(Balancing):
     Args:
         tasks: the tasks, in the order of the losses.
         max_iter: iterations of the simplex QP solver, default 1000.
+        of: "parameters" (default) or "representation" (the gradients of the shared representation: MGDA-UB).
     """
 
-    def __init__(self, tasks: Sequence[Task | str], max_iter: int = 1000) -> None:
-        super().__init__(task_names(list(tasks)))
+    needs = "gramian"
+
+    def __init__(self, tasks: Sequence[Task | str], max_iter: int = 1000, of: str = "parameters") -> None:
+        super().__init__(task_names(list(tasks)), of)
         if max_iter < 1:
             raise ValueError(f"max_iter must be >= 1, got {max_iter}")
         self.max_iter = int(max_iter)
 
-    def weigh(self, gramian: torch.Tensor) -> torch.Tensor:
+    def weigh(self, gramian: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
         """The min-norm weights ``w`` (T,) of the Gramian ``J Jᵀ``."""
-        return min_norm_weights(gramian, self.max_iter)
+        w = min_norm_weights(gramian, self.max_iter)
+        self.weights_ = w
+        return w
 
-    def combine_gradients(self, jacobian: torch.Tensor, losses: dict[str, torch.Tensor]) -> torch.Tensor:
-        """``wᵀ J`` with ``w`` the min-norm weights of ``J Jᵀ``."""
-        w = self.weigh(jacobian.double() @ jacobian.double().T)
-        self.weights_ = w.cpu()
-        return (w.to(jacobian.dtype) @ jacobian).to(jacobian.dtype)
+
+class MGDAUB(MGDA):
+    """MGDA-UB: MGDA on the gradients of the shared representation (Sener & Koltun, 2018, section 3.3).
+
+    The min-norm weights of the Gramian of ``∂L_t/∂z`` for the shared representation ``z`` (every row of the
+    batch), an upper bound of the parameter-level problem that needs one backward pass through the shared
+    part instead of one per task. The same as ``mgda`` with ``of="representation"``.
+
+    Args:
+        tasks: the tasks, in the order of the losses.
+        max_iter: iterations of the simplex QP solver, default 1000.
+    """
+
+    def __init__(self, tasks: Sequence[Task | str], max_iter: int = 1000) -> None:
+        super().__init__(tasks, max_iter, of="representation")

@@ -38,14 +38,14 @@ class PCGrad(Balancing):
     generator seeded by ``(seed, epoch, step)``. ``d = cᵀ J`` with ``c = 1ᵀ A`` the implied (logged) weights.
     """
 
+    needs = "gramian"
     stochastic = True
 
-    def __init__(self, tasks: Sequence[Task | str]) -> None:
-        super().__init__(task_names(list(tasks)))
+    def __init__(self, tasks: Sequence[Task | str], of: str = "parameters") -> None:
+        super().__init__(task_names(list(tasks)), of)
 
-    def combine_gradients(self, jacobian: torch.Tensor, losses: dict[str, torch.Tensor]) -> torch.Tensor:
-        """``Σ_i g_i^PC = (1ᵀ A) J``."""
-        a = pcgrad_coefficients(jacobian.double() @ jacobian.double().T, self.generator())
-        c = a.sum(dim=0)
+    def weigh(self, gramian: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
+        """The implied weights ``c = 1ᵀ A``: ``Σ_i g_i^PC = cᵀ J``."""
+        c = pcgrad_coefficients(gramian, self.generator()).sum(dim=0).to(gramian.device)
         self.weights_ = c
-        return (c.to(jacobian.device, jacobian.dtype) @ jacobian).to(jacobian.dtype)
+        return c
