@@ -1,4 +1,4 @@
-"""Properties every registered balancer must have, checked over the whole BALANCERS list for T = 2, 3, 10."""
+"""Properties every registered balancer must have, checked over the whole BALANCERS list for T = 2, 3, 10, 40."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from multitask.balancing import MGDA, Balancing, CAGrad, cagrad_weights, min_nor
 from multitask.registry import BALANCERS
 
 NAMES = BALANCERS.names()
-SIZES = (2, 3, 10)
+SIZES = (2, 3, 10, 40)
 P = 7  # shared parameters
 
 
@@ -23,7 +23,7 @@ def _build(name: str, t: int) -> Balancing:
 
 
 def _is_gradient(method: Balancing) -> bool:
-    return hasattr(method, "combine_gradients")
+    return method.needs != "losses"
 
 
 def _apply(

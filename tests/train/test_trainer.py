@@ -96,7 +96,7 @@ def test_training_learns_the_tasks(tmp_path: Path) -> None:
     # one JSON line per epoch
     lines = [_strict_json(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == list(range(1, 16))
-    assert set(lines[0]) == {"epoch", "train", "valid", "valid_total", "lr", "weights", "seconds"}
+    assert set(lines[0]) == {"epoch", "train", "valid", "valid_total", "lr", "weights", "cosine", "seconds"}
     assert lines[0]["weights"] == {t.name: t.weight for t in TASKS}
     assert lines[3]["train"] == pytest.approx(result.history[3]["train"])
 
@@ -245,7 +245,7 @@ def test_learnable_balancer_weights_are_trained_and_checkpointed(tmp_path: Path)
     fit(_model(), TASKS, train, valid, _config(epochs=3), run_dir=tmp_path, balancer=balancer)
     assert not torch.equal(balancer.log_var.detach(), torch.zeros(2))
     saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
-    torch.testing.assert_close(saved["balancer"]["log_var"], balancer.log_var.detach())
+    torch.testing.assert_close(saved["balancer"]["inner.log_var"], balancer.log_var.detach())
 
 
 def test_static_weights_combine() -> None:

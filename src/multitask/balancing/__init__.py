@@ -10,6 +10,7 @@ from multitask.balancing._base import Balancing, Needs, Of, step_seed, task_name
 from multitask.balancing._cagrad import CAGrad, cagrad_weights
 from multitask.balancing._dwa import DynamicWeightAverage
 from multitask.balancing._gls import GeometricMean
+from multitask.balancing._jacobian import mean_pairwise_cosine, task_jacobian
 from multitask.balancing._mgda import MGDA, MGDAUB, min_norm_weights, project_simplex
 from multitask.balancing._pcgrad import PCGrad, pcgrad_coefficients
 from multitask.balancing._rlw import RandomWeights
@@ -23,14 +24,19 @@ __all__ = [
     "CAGrad",
     "DynamicWeightAverage",
     "GeometricMean",
+    "Needs",
+    "Of",
     "PCGrad",
     "RandomWeights",
     "StaticWeights",
     "Uncertainty",
     "cagrad_weights",
+    "mean_pairwise_cosine",
     "min_norm_weights",
     "pcgrad_coefficients",
     "project_simplex",
     "static",
     "step_seed",
+    "task_jacobian",
+    "task_names",
 ]

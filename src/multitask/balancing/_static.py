@@ -20,7 +20,10 @@ class StaticWeights(Balancing):
     @classmethod
     def from_tasks(cls, tasks: Sequence[Task | str]) -> StaticWeights:
         """Weights ``w_t = task.weight`` (1 for a task given by its name)."""
-        return cls({t: 1.0 for t in tasks if isinstance(t, str)} | {t.name: t.weight for t in tasks if not isinstance(t, str)})
+        return cls(
+            {t: 1.0 for t in tasks if isinstance(t, str)}
+            | {t.name: t.weight for t in tasks if not isinstance(t, str)}
+        )
 
     def combine(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
         """``Σ_t w_t L_t``."""

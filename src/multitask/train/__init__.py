@@ -12,7 +12,8 @@ from multitask.train._checkpoint import (
     save_model,
 )
 from multitask.train._distributed import Distributed, is_main_process, select_device, setup_distributed
-from multitask.train._trainer import FitResult, fit, masked_loss_sum, task_loss_sums, validation_losses
+from multitask.train._losses import masked_loss_sum, task_loss_sums
+from multitask.train._trainer import FitResult, fit, validation_losses
 from multitask.train.config import TrainConfig
 
 __all__ = [

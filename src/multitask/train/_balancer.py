@@ -24,7 +24,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-from multitask.balancing import StaticWeights
+from multitask.balancing import Balancing, StaticWeights
 
 
 @runtime_checkable
@@ -41,4 +41,46 @@ class GradientBalancer(Protocol):
     def combine_gradients(self, jacobian: torch.Tensor, losses: dict[str, torch.Tensor]) -> torch.Tensor: ...
 
 
-__all__ = ["Balancer", "GradientBalancer", "StaticWeights"]
+class _UserLosses(Balancing):
+    """A user's object with ``combine(losses)``, presented to the trainer as a loss weighting."""
+
+    def __init__(self, tasks: list[str], inner: Balancer) -> None:
+        super().__init__(tasks)
+        self.inner = inner
+
+    def combine(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.inner.combine(losses)
+
+
+class _UserDirection(Balancing):
+    """A user's object with ``combine_gradients(J, losses)``, presented to the trainer as a Jacobian method."""
+
+    needs = "jacobian"
+
+    def __init__(self, tasks: list[str], inner: GradientBalancer) -> None:
+        super().__init__(tasks)
+        self.inner = inner
+
+    def direction(self, jacobian: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
+        return self.inner.combine_gradients(jacobian, dict(zip(self.tasks, losses.unbind(), strict=True)))
+
+
+def as_balancing(balancer: Balancing | Balancer | GradientBalancer, tasks: list[str]) -> Balancing:
+    """``balancer`` itself if registered-style, else a wrapper that declares what the object needs.
+
+    A wrapped object that is an ``nn.Module`` stays a submodule: the optimizer trains its parameters and the
+    checkpoint carries its state.
+    """
+    if isinstance(balancer, Balancing):
+        return balancer
+    if isinstance(balancer, GradientBalancer):
+        return _UserDirection(tasks, balancer)
+    if isinstance(balancer, Balancer):
+        return _UserLosses(tasks, balancer)
+    raise TypeError(
+        f"a balancer needs combine(losses) or combine_gradients(jacobian, losses); {type(balancer).__name__} "
+        "has neither"
+    )
+
+
+__all__ = ["Balancer", "GradientBalancer", "StaticWeights", "as_balancing"]

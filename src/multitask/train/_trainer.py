@@ -20,13 +20,13 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from multitask.balancing import Balancing
 from multitask.data.arrays import Arrays
@@ -34,7 +34,7 @@ from multitask.data.sampling import Sampler, steps_per_epoch
 from multitask.errors import CheckpointError, ConfigError, DataError, TrainingDivergedError
 from multitask.registry import BALANCERS, OPTIMIZERS, SAMPLERS, SCHEDULES
 from multitask.tasks import Task
-from multitask.train._balancer import Balancer, GradientBalancer
+from multitask.train._balancer import Balancer, GradientBalancer, as_balancing
 from multitask.train._checkpoint import (
     CHECKPOINT_FILE,
     LOG_FILE,
@@ -44,6 +44,8 @@ from multitask.train._checkpoint import (
     upgrade_state_dict,
 )
 from multitask.train._distributed import Distributed, setup_distributed
+from multitask.train._losses import task_loss_sums
+from multitask.train._step import Stepper, split_rows
 from multitask.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -97,8 +99,9 @@ def fit(
     """
     ddp = setup_distributed()
     _check_inputs(model, tasks, train, valid, config.monitor)
-    balancer = balancer if balancer is not None else make_balancer(config, tasks)
-    hooks = balancer if isinstance(balancer, Balancing) else None  # step/epoch hooks and logged weights
+    method = as_balancing(
+        balancer if balancer is not None else make_balancer(config, tasks), [t.name for t in tasks]
+    )
     sampler = sampler if sampler is not None else make_sampler(config)
     weights = {t.name: t.weight for t in tasks}
     source_of = train.task_source
@@ -106,16 +109,10 @@ def fit(
 
     # ---- model, optimizer, schedule ---------------------------------------------------------------------------
     model.to(ddp.device)
-    net: nn.Module = model
-    if ddp.enabled:
-        device_ids = [ddp.device.index] if ddp.device.type == "cuda" else None
-        net = DistributedDataParallel(model, device_ids=device_ids)
-    params = list(model.parameters())
-    if isinstance(balancer, nn.Module):
-        balancer.to(ddp.device)
-        params += list(balancer.parameters())
-    optimizer = make_optimizer(config, params)
-    write_gradient = _gradient_writer(balancer, model, weights, ddp)
+    method.to(ddp.device)
+    stepper = Stepper(model, method, tasks, ddp)
+    net = stepper.net
+    optimizer = make_optimizer(config, [*model.parameters(), *method.optimized_parameters()])
     scheduler = SCHEDULES.get(config.schedule)(optimizer, config.epochs)
 
     # ---- state, fresh or from the last checkpoint -------------------------------------------------------------
@@ -132,12 +129,13 @@ def fit(
         assert run_dir is not None
         ckpt = load_checkpoint(Path(run_dir) / CHECKPOINT_FILE)
         _check_same_config(ckpt.get("config", {}), config, Path(run_dir) / CHECKPOINT_FILE)
+        _check_same_balancer(ckpt.get("balancer_type"), method, Path(run_dir) / CHECKPOINT_FILE)
         try:
             model.load_state_dict(upgrade_state_dict(model, ckpt["model"], ckpt["version"]))
             optimizer.load_state_dict(ckpt["optimizer"])
             scheduler.load_state_dict(ckpt["scheduler"])
-            if ckpt.get("balancer") is not None and hasattr(balancer, "load_state_dict"):
-                balancer.load_state_dict(ckpt["balancer"])
+            if ckpt.get("balancer") is not None:
+                method.load_state_dict(ckpt["balancer"])
             start_epoch, best_epoch, bad_epochs = ckpt["epoch"], ckpt["best_epoch"], ckpt["bad_epochs"]
             best_model = upgrade_state_dict(model, ckpt["best_model"], ckpt["version"])
             best_score, history = ckpt["best_score"], ckpt["history"]
@@ -172,26 +170,34 @@ def fit(
                 torch.zeros(len(tasks), dtype=torch.float64),
                 torch.zeros(len(tasks), dtype=torch.float64),
             )
-            weight_sum, weight_steps = torch.zeros(len(tasks), dtype=torch.float64), 0
+            weight_sum = torch.zeros(len(tasks), dtype=torch.float64, device=ddp.device)
+            cosine_sum = torch.zeros((), dtype=torch.float64, device=ddp.device)
+            cosine_steps = torch.zeros((), dtype=torch.float64, device=ddp.device)
+            weight_steps = 0
             bar = progress.add_task(f"epoch {epoch + 1}/{config.epochs}", total=steps) if progress else None
 
             for step, rows in enumerate(sampler.batches(train, config.batch_size, epoch, config.seed), 1):
                 # labelled rows per task in the GLOBAL batch: the same on every rank, no communication
                 count = {t.name: int(train.masks[t.name][rows[source_of[t.name]]].sum()) for t in tasks}
-                batch = train.take(ddp.shard(rows)).to(ddp.device)
-                outputs = net(batch.inputs)
-                sums_local = task_loss_sums(tasks, outputs, batch.targets, batch.masks)
-                local = {t.name: sums_local[t.name] / max(count[t.name], 1) for t in tasks}
-                losses, values = _global_losses(local, ddp)
-                _check_step(tasks, values, epoch, step, run_dir)  # all-reduced values: all ranks agree
+                batches = [
+                    train.take(part).to(ddp.device) for part in split_rows(ddp.shard(rows), config.accumulate)
+                ]
                 optimizer.zero_grad(set_to_none=True)
-                if hooks is not None:
-                    hooks.begin_step(config.seed, epoch, step)
-                write_gradient(losses)
-                if hooks is not None and hooks.weights_ is not None:
-                    weight_sum += hooks.weights_.detach().double().cpu()
+                method.begin_step(config.seed, epoch, step)
+                values = stepper.step(
+                    batches, count, partial(_check_step, tasks, epoch=epoch, step=step, run_dir=run_dir)
+                )
+                if method.weights_ is not None:
+                    weight_sum += method.weights_.detach().to(weight_sum.device, torch.float64)
                     weight_steps += 1
+                if stepper.cosine_ is not None:
+                    finite = torch.isfinite(stepper.cosine_)
+                    cosine_sum += torch.where(finite, stepper.cosine_, 0.0)
+                    cosine_steps += finite.double()
                 optimizer.step()
+                method.after_step(
+                    stepper.losses_after(batches, count) if method.needs_losses_after_step else None
+                )
 
                 n = torch.tensor([count[t.name] for t in tasks], dtype=torch.float64)
                 sums += values.double() * n
@@ -206,8 +212,7 @@ def fit(
             # ---- validation, early stopping, log and checkpoint ------------------------------------------------
             _check_weights(model, epoch, run_dir)  # the last step's update is seen by no loss of this epoch
             train_losses = {t.name: _mean(sums[i], counts[i]) for i, t in enumerate(tasks)}
-            if hooks is not None:
-                hooks.end_epoch(train_losses)
+            method.end_epoch(train_losses)
             valid_losses = validation_losses(model, tasks, valid, ddp) if valid is not None else {}
             _check_validation(valid_losses, epoch, run_dir)
             valid_total = _weighted_total(valid_losses, weights)
@@ -217,7 +222,8 @@ def fit(
                 best_score, best_epoch, best_model, bad_epochs = score, epoch + 1, _cpu_state(model), 0
             else:
                 bad_epochs += 1
-            mean_weights = _mean_weights(tasks, weight_sum, weight_steps)
+            mean_weights = _mean_weights(tasks, weight_sum.cpu(), weight_steps)
+            cosine = float(cosine_sum / cosine_steps) if float(cosine_steps) > 0 else None
             record = {
                 "epoch": epoch + 1,
                 "train": train_losses,
@@ -225,6 +231,7 @@ def fit(
                 "valid_total": valid_total,
                 "lr": lr,
                 "weights": mean_weights,
+                "cosine": cosine,
                 "seconds": time.perf_counter() - t0,
             }
             history.append(record)
@@ -242,7 +249,8 @@ def fit(
                         "model": _cpu_state(model),
                         "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(),
-                        "balancer": balancer.state_dict() if hasattr(balancer, "state_dict") else None,
+                        "balancer": method.state_dict(),
+                        "balancer_type": _balancer_type(method),
                         "best_score": best_score,
                         "best_epoch": best_epoch,
                         "best_model": best_model,
@@ -269,110 +277,6 @@ def fit(
 
 
 # ---- the pieces the loop uses ----------------------------------------------------------------------------------
-def masked_loss_sum(
-    task: Task, output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
-) -> torch.Tensor:
-    """``Σ loss_t`` over the labelled rows only (masked rows are never computed, so never imputed)."""
-    return task.loss_fn(output[mask], target[mask]).sum()
-
-
-#: per-row losses that act element by element, so that several one-output tasks can share one evaluation
-_ELEMENTWISE = frozenset({"mse", "huber", "bce"})
-
-
-def task_loss_sums(
-    tasks: list[Task],
-    outputs: dict[str, torch.Tensor],
-    targets: dict[str, torch.Tensor],
-    masks: dict[str, torch.Tensor],
-) -> dict[str, torch.Tensor]:
-    """``{task: Σ loss_t over its labelled rows}``, in task order, as :func:`masked_loss_sum` computes each.
-
-    One-output tasks with the same element-wise loss and batch length are evaluated together: outputs
-    stacked into ``(n, k)``, a masked cell given the placeholder target 0 and its loss replaced by 0, so
-    that it adds exactly 0 to the value and to the gradient (never imputed). With many tasks (139 schools)
-    this is a handful of operations instead of several per task.
-    """
-    sums: dict[str, torch.Tensor] = {}
-    groups: dict[tuple[str, int], list[Task]] = {}
-    for t in tasks:
-        out = outputs[t.name]
-        if t.loss in _ELEMENTWISE and out.dim() == 1:
-            groups.setdefault((t.loss, int(out.shape[0])), []).append(t)
-        else:
-            sums[t.name] = masked_loss_sum(t, out, targets[t.name], masks[t.name])
-    for group in groups.values():
-        out = torch.stack([outputs[t.name] for t in group], dim=1)
-        mask = torch.stack([masks[t.name] for t in group], dim=1)
-        target = torch.where(mask, torch.stack([targets[t.name] for t in group], dim=1), 0.0)
-        per_cell = torch.where(mask, group[0].loss_fn(out, target), 0.0)
-        sums.update(zip((t.name for t in group), per_cell.sum(dim=0).unbind(), strict=True))
-    return {t.name: sums[t.name] for t in tasks}
-
-
-def _global_losses(
-    local: dict[str, torch.Tensor], ddp: Distributed
-) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Task losses whose value is the global batch's and whose gradient, once DDP averages it, is too.
-
-    Each rank's ``local`` loss is ``sum_local / count_global``. Its value is all-reduced (so that balancers
-    see the global loss on every rank) and its gradient scaled by ``world_size`` to undo DDP's averaging:
-    ``L̂ = W·l + (L − W·l).detach()``.
-    """
-    values = torch.stack([loss.detach() for loss in local.values()]).cpu()
-    if not ddp.enabled:
-        return local, values
-    ddp.all_reduce_sum(values)
-    w = ddp.world_size
-    losses = {
-        t: w * loss + (values[i].to(loss.device) - w * loss).detach()
-        for i, (t, loss) in enumerate(local.items())
-    }
-    return losses, values
-
-
-def _gradient_writer(
-    balancer: Balancer | GradientBalancer, model: nn.Module, weights: dict[str, float], ddp: Distributed
-) -> Callable[[dict[str, torch.Tensor]], None]:
-    """What writes a step's gradient to ``.grad``: backpropagate the balancer's scalar, or its direction.
-
-    For a gradient balancer under torchrun, each rank's Jacobian (of losses whose gradient is scaled by
-    ``world_size``, see :func:`_global_losses`) is summed over ranks and divided by ``world_size``: every
-    rank then combines the global Jacobian into the same direction.
-    """
-    if not isinstance(balancer, GradientBalancer):
-        return lambda losses: balancer.combine(losses).backward()
-    shared_parameters = getattr(model, "shared_parameters", None)
-    if shared_parameters is None:
-        raise ConfigError(
-            f"a gradient balancer needs a model with shared_parameters(); {type(model).__name__} has none"
-        )
-    shared: list[nn.Parameter] = list(shared_parameters())
-
-    def write(losses: dict[str, torch.Tensor]) -> None:
-        rows = []
-        for loss in losses.values():
-            grads = torch.autograd.grad(loss, shared, retain_graph=True, allow_unused=True)
-            flat = [
-                (g if g is not None else torch.zeros_like(p)).reshape(-1)
-                for g, p in zip(grads, shared, strict=True)
-            ]
-            rows.append(torch.cat(flat))
-        jacobian = torch.stack(rows)
-        if ddp.enabled:
-            jacobian = ddp.all_reduce_sum(jacobian) / ddp.world_size
-        direction = balancer.combine_gradients(jacobian, losses)
-        torch.stack(
-            [weights[t] * loss for t, loss in losses.items()]
-        ).sum().backward()  # the heads' gradients
-        offset = 0
-        for p in shared:
-            p.grad = direction[offset : offset + p.numel()].view_as(p).clone()
-            offset += p.numel()
-
-    return write
-
-
 @torch.no_grad()
 def validation_losses(
     model: nn.Module, tasks: list[Task], data: Arrays, ddp: Distributed | None = None, batch_size: int = 8192
@@ -400,6 +304,22 @@ def validation_losses(
     model.train(was_training)
     ddp.broadcast(sums)
     return {t.name: _mean(sums[i], counts[i]) for i, t in enumerate(tasks)}
+
+
+def _balancer_type(method: Balancing) -> str:
+    """What the checkpoint records of the method: its class, and what it wraps for a user's object."""
+    inner = getattr(method, "inner", None)
+    cls = type(inner if inner is not None else method)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _check_same_balancer(saved: str | None, method: Balancing, path: Path) -> None:
+    """Refuse to resume with another balancing method than the checkpoint's (older checkpoints: no record)."""
+    if saved is not None and saved != _balancer_type(method):
+        raise ConfigError(
+            f"{path}: the run was trained with balancer {saved}, not {_balancer_type(method)}; "
+            "resume with the same balancer, or start a new run"
+        )
 
 
 def make_balancer(config: TrainConfig, tasks: list[Task]) -> Balancer | GradientBalancer:

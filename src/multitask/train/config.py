@@ -40,6 +40,8 @@ class TrainConfig(BaseModel):
     """Passes over the training data (see multitask.data.sampling for "an epoch"); at most 10**6."""
     batch_size: StrictInt = 256
     """Rows per step, over all tasks together (the global batch under torchrun)."""
+    accumulate: StrictInt = 1
+    """Micro-batches per step: each forwarded and backpropagated alone, for less memory; the same update."""
     optimizer: str = "adam"
     """A name in multitask.registry.OPTIMIZERS."""
     lr: float = 1e-3
@@ -102,7 +104,7 @@ class TrainConfig(BaseModel):
             raise ValueError(f"must be a number, got {v!r}")
         return v
 
-    @field_validator("epochs", "batch_size", "patience", "seed", "threads", mode="before")
+    @field_validator("epochs", "batch_size", "accumulate", "patience", "seed", "threads", mode="before")
     @classmethod
     def _int_not_bool(cls, v: Any) -> Any:
         if isinstance(v, bool) or not isinstance(v, int | None):  # ints only: no true, 2.0 or "2"
@@ -118,6 +120,11 @@ class TrainConfig(BaseModel):
     @classmethod
     def _batch_size(cls, v: int) -> int:
         return _in_range(v, 1, INT32_MAX)
+
+    @field_validator("accumulate")
+    @classmethod
+    def _accumulate(cls, v: int) -> int:
+        return _in_range(v, 1, 65536)
 
     @field_validator("patience")
     @classmethod
@@ -167,6 +174,15 @@ class TrainConfig(BaseModel):
             accepted = ", ".join(known) or "none"
             raise ValueError(
                 f"balancer {self.balancer!r} takes no {unknown[0]!r}; its options are: {accepted}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _accumulate_within_batch(self) -> TrainConfig:
+        if self.accumulate > self.batch_size:
+            raise ValueError(
+                f"accumulate ({self.accumulate}) splits a batch into micro-batches: at most batch_size "
+                f"({self.batch_size})"
             )
         return self
 
