@@ -195,7 +195,7 @@ def test_resume_refuses_another_balancer_object(tmp_path: Path) -> None:
             TASKS,
             train,
             valid,
-            longer,
+            config,
             run_dir=tmp_path,
             resume=True,
             balancer=BALANCERS.get("pcgrad")(TASKS),
