@@ -1,4 +1,4 @@
-"""Fast adaptive multitask optimization (Liu, Liu, Stone & Liu, 2023)."""
+"""Fast adaptive multitask optimization (Liu, Feng, Stone & Liu, 2023)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ _ADAM_EPS = 1e-8
 class FAMO(Balancing):
     """``L = c Σ_t z_t log(L_t + ε)``, ``z = softmax(ξ)``, ``c = (Σ_t z_t / (L_t + ε))⁻¹`` (FAMO).
 
-    Liu, Liu, Stone & Liu, "FAMO: Fast adaptive multitask optimization", NeurIPS 2023 (Algorithm 1 and 2;
+    Liu, Feng, Stone & Liu, "FAMO: Fast adaptive multitask optimization", NeurIPS 2023 (Algorithm 1 and 2;
     ``c`` is held constant, so the shared part receives ``Σ_t c z_t ∇L_t / (L_t + ε)``, a convex combination of
     the task gradients, and every task's log-loss decreases at about the same rate). The logits ``ξ`` are not
     trained by the run's optimizer: after the step, :meth:`after_step` receives the losses recomputed on the

@@ -1,4 +1,4 @@
-"""Smooth Tchebycheff scalarization (Lin, Zhang, Yang, Zhang & Zhang, 2024)."""
+"""Smooth Tchebycheff scalarization (Lin, Zhang, Yang, Liu, Wang & Zhang, 2024)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ _EPS = 1e-20
 class STCH(Balancing):
     """``L = T μ log Σ_t exp(f_t / μ)``, ``f_t = log(L_t / N_t + ε)``, after ``L = Σ_t log(L_t + ε)`` (STCH).
 
-    Lin, Zhang, Yang, Zhang & Zhang, "Smooth Tchebycheff scalarization for multi-objective optimization",
+    Lin, Zhang, Yang, Liu, Wang & Zhang, "Smooth Tchebycheff scalarization for multi-objective optimization",
     ICML 2024: ``g_μ(x | λ) = μ log Σ_t exp(λ_t (f_t(x) − z*_t) / μ)``, a smooth upper bound of the weighted
     Tchebycheff ``max_t λ_t (f_t − z*_t)`` that tends to it as ``μ → 0``. As in the authors' multi-task code
     (their STCH_MTL release, also in LibMTL), the objectives are the log-normalized losses
