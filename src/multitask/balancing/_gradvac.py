@@ -40,7 +40,9 @@ def gradvac_coefficients(
             if phi < target:
                 root_phi = math.sqrt(max(1 - phi * phi, 0.0))
                 root_target = math.sqrt(max(1 - target * target, 0.0))
-                step = norm_i * (target * root_phi - phi * root_target) / (float(norms[j]) * root_target + eps)
+                step = (
+                    norm_i * (target * root_phi - phi * root_target) / (float(norms[j]) * root_target + eps)
+                )
                 c[i, j] += step
                 dots += step * g[j]
             targets[i, j] = (1 - beta) * target + beta * phi
