@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from multitask.balancing._base import Balancing, task_names
-from multitask.balancing._mgda import project_simplex
 from multitask.tasks import Task
 
 
@@ -18,33 +18,41 @@ def cagrad_weights(gramian: torch.Tensor, c: float, max_iter: int = 2000, tol: f
     Solved by projected gradient on the simplex with a backtracking (Armijo) step, from equal weights, in
     float64 (Liu et al., 2021, eq. 4 written on the Gramian ``G = J Jᵀ``).
     """
-    g = gramian.double()
+    g = gramian.detach().double().cpu().numpy()
     t = g.shape[0]
-    b = g.sum(dim=1) / t
+    b = g.sum(axis=1) / t
     radius = c * math.sqrt(max(float(g.sum()) / t**2, 0.0))
-    floor = 1e-30 * max(float(torch.diagonal(g).max()), 1e-300)
+    floor = 1e-30 * max(float(np.diagonal(g).max()), 1e-300)
 
-    def value(w: torch.Tensor) -> float:
+    def value(w: np.ndarray) -> float:
         return float(w @ b) + radius * math.sqrt(max(float(w @ g @ w), 0.0) + floor)
 
-    w = torch.full((t,), 1.0 / t, dtype=torch.float64, device=g.device)
-    step = 1.0 / max(float(torch.diagonal(g).max()), 1e-300)
+    w = np.full(t, 1.0 / t)
+    step = 1.0 / max(float(np.diagonal(g).max()), 1e-300)
     current = value(w)
     for _ in range(max_iter):
         gradient = b + radius * (g @ w) / math.sqrt(max(float(w @ g @ w), 0.0) + floor)
         while True:
-            candidate = project_simplex(w - step * gradient)
+            candidate = _project_simplex(w - step * gradient)
             moved = candidate - w
             new = value(candidate)
             if new <= current + float(gradient @ moved) + float(moved @ moved) / (2 * step) or step < 1e-30:
                 break
             step /= 2
-        change = float(moved.abs().max())
+        change = float(np.abs(moved).max())
         w, current = candidate, new
         step *= 2  # try a longer step next time
         if change < tol:
             break
-    return w
+    return torch.as_tensor(w, dtype=torch.float64, device=gramian.device)
+
+
+def _project_simplex(v: np.ndarray) -> np.ndarray:
+    """The Euclidean projection of ``v`` onto the probability simplex (by sorting), in numpy."""
+    u = np.sort(v)[::-1]
+    cumulative = np.cumsum(u) - 1
+    rho = int(np.nonzero(u - cumulative / np.arange(1, v.size + 1) > 0)[0].max())
+    return np.maximum(v - cumulative[rho] / (rho + 1), 0.0)
 
 
 class CAGrad(Balancing):

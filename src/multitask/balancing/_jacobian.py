@@ -18,12 +18,14 @@ _warned_loop = False
 
 
 def task_jacobian(
-    losses: torch.Tensor, inputs: Sequence[torch.Tensor], retain_graph: bool = True
+    losses: torch.Tensor, inputs: Sequence[torch.Tensor], retain_graph: bool = True, batched: bool = True
 ) -> torch.Tensor:
     """``J`` (T × P): row ``t`` is the gradient of ``losses[t]`` w.r.t. ``inputs``, flattened and concatenated.
 
-    One backward pass batched over the tasks (the rows of the identity as grad_outputs). An input that a
-    loss does not reach gets zeros. Where an operation of the graph has no batching rule, the rows are
+    One backward pass batched over the tasks (the rows of the identity as grad_outputs), or with
+    ``batched=False`` one pass per task: faster where the graph between the losses and ``inputs`` is a few
+    small operations (the heads, for the representation), whose vectorization costs more than it saves.
+    An input that a loss does not reach gets zeros. Where an operation of the graph has no batching rule, the rows are
     computed by one backward pass per task instead (same numbers, slower; warned about once).
 
     Memory: the result holds ``T · P`` numbers (T = 40 tasks and a 3-million-parameter shared part: 480 MB in
@@ -34,6 +36,8 @@ def task_jacobian(
     t = int(losses.shape[0])
     inputs = list(inputs)
     eye = torch.eye(t, dtype=losses.dtype, device=losses.device)
+    if not batched:
+        return _one_task_at_a_time(losses, inputs, retain_graph)
     try:
         grads = torch.autograd.grad(
             losses,
@@ -59,6 +63,11 @@ def task_jacobian(
                 "the per-task gradients are computed one task at a time (%s): slower, same numbers", e
             )
             _warned_loop = True
+    return _one_task_at_a_time(losses, inputs, retain_graph)
+
+
+def _one_task_at_a_time(losses: torch.Tensor, inputs: list[torch.Tensor], retain_graph: bool) -> torch.Tensor:
+    t = int(losses.shape[0])
     out = []
     for i in range(t):
         grads = torch.autograd.grad(

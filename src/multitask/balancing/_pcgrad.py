@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from multitask.balancing._base import Balancing, task_names
@@ -17,17 +18,17 @@ def pcgrad_coefficients(gramian: torch.Tensor, generator: torch.Generator) -> to
     ``g_i^PC · g_j < 0`` then ``g_i^PC ← g_i^PC − (g_i^PC · g_j / ‖g_j‖²) g_j`` (Yu et al., 2020, Alg. 1).
     Only inner products enter, so the work is on ``G = J Jᵀ``: ``g_i^PC · g_j = (A G)_ij``.
     """
-    g = gramian.double().cpu()
+    g = gramian.detach().double().cpu().numpy()
     t = g.shape[0]
-    a = torch.eye(t, dtype=torch.float64)
+    a = np.eye(t)
     for i in range(t):
         for j in torch.randperm(t, generator=generator).tolist():
             if j == i:
                 continue
             dot = float(a[i] @ g[:, j])
-            if dot < 0 and float(g[j, j]) > 0:
-                a[i, j] -= dot / float(g[j, j])
-    return a
+            if dot < 0 and g[j, j] > 0:
+                a[i, j] -= dot / g[j, j]
+    return torch.as_tensor(a, dtype=torch.float64)
 
 
 class PCGrad(Balancing):

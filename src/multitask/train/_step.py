@@ -143,11 +143,13 @@ class Stepper:
             if grads_needed:
                 inputs = f.representation if self.at_representation else self.shared
                 assert inputs is not None
-                rows = task_jacobian(f.losses, inputs, retain_graph=k == 1)
+                rows = task_jacobian(
+                    f.losses, inputs, retain_graph=k == 1, batched=not self.at_representation
+                )
                 if not self.at_representation:
                     jacobian = rows if jacobian is None else jacobian + rows
                 elif self.needs == "gramian":
-                    part = rows.double() @ rows.double().T
+                    part = (rows @ rows.T).double()
                     gramian = part if gramian is None else gramian + part
                 else:
                     rep_rows.append(rows)
@@ -171,10 +173,10 @@ class Stepper:
         else:
             if jacobian is not None:
                 self.ddp.all_reduce_sum(jacobian)
-                gramian = jacobian.double() @ jacobian.double().T
+                gramian = (jacobian @ jacobian.T).double()
             elif rep_rows:
                 jacobian = torch.cat(rep_rows, dim=1)
-                gramian = jacobian.double() @ jacobian.double().T
+                gramian = (jacobian @ jacobian.T).double()
             else:
                 assert gramian is not None
                 self.ddp.all_reduce_sum(gramian)
