@@ -80,7 +80,7 @@ def _weights(method: Balancing) -> torch.Tensor:
     return method.weights_
 
 
-# ---- shared properties ---------------------------------------------------------------------------------------
+# ---- shared properties -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("t", SIZES)
 @pytest.mark.parametrize("name", NAMES)
 def test_finite_output_of_the_right_shape(name: str, t: int) -> None:
@@ -140,7 +140,7 @@ def test_identical_gradients_give_the_equal_weighting_direction(name: str, t: in
     torch.testing.assert_close(d, scale * g)
 
 
-# ---- each method's promise on conflicting gradients ----------------------------------------------------------
+# ---- each method's promise on conflicting gradients --------------------------------------------------------
 @pytest.mark.parametrize("t", SIZES)
 @pytest.mark.parametrize("name", ["upgrad", "dualproj"])
 def test_dual_cone_projections_conflict_with_no_task(name: str, t: int) -> None:
@@ -259,7 +259,7 @@ def test_graddrop_keeps_one_sign_per_coordinate() -> None:
     assert float((frequency - purity).abs().mean()) < 0.1  # P(keep the positive parts) = purity
 
 
-# ---- pinned values, and agreement with torchjd -----------------------------------------------------------------
+# ---- pinned values, and agreement with torchjd -------------------------------------------------------------
 PINNED: dict[str, list[float]] = {
     # torchjd 0.18's UPGrad()(J3), DualProj()(J3), IMTLG()(J3), AlignedMTL()(J3), ConFIG()(J3) give the same d
     "upgrad": [0.7428147892, 0.4194869442, 0.7652045481],
@@ -267,7 +267,7 @@ PINNED: dict[str, list[float]] = {
     "imtl-g": [0.3875242113, 0.1154197833, 0.4970560054],
     "aligned-mtl": [0.3093874283, 0.1454128456, 0.3641846146],
     "config": [1.2040591005, 0.3586156334, 1.5443804269],
-    # the paper's equation (G w)_t = w_t^(−1/α), α = 2 (checked to 1e-10), and torchjd's FairGrad(2.0)(J3) to 2e-9
+    # the paper's equation (G w)_t = w_t^(−1/α), α = 2 (to 1e-10), and torchjd's FairGrad(2.0)(J3) to 2e-9
     "fairgrad": [1.9229336402, 0.6984082486, 2.3920102433],
     # (G w)_t = 1 / w_t, then ‖d‖ clipped to 1; torchjd's NashMTL(3)(J3) gives the same d to 1e-8
     "nash-mtl": [0.9609595211, 0.4223990759, 1.1258528117],
@@ -314,7 +314,8 @@ def test_stateless_methods_agree_with_torchjd(name: str, t: int) -> None:
 def test_nash_mtl_agrees_with_torchjd(t: int) -> None:
     jacobian = _conflicting(t, seed=t)
     for max_norm in (0.0, 1.0):
-        expected = _quiet(lambda max_norm=max_norm: tjd.NashMTL(t, max_norm=max_norm)(jacobian))  # type: ignore[misc]
+        aggregator = tjd.NashMTL(t, max_norm=max_norm)
+        expected = _quiet(lambda aggregator=aggregator: aggregator(jacobian))  # type: ignore[misc]
         ours = _direction(_build("nash-mtl", t, max_norm=max_norm), jacobian)
         # torchjd stops at a residual of 1e-3
         torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-8)
@@ -365,7 +366,7 @@ def test_excessmtl_agrees_with_torchjd_step_after_step(warmup: int) -> None:
         torch.testing.assert_close(_weights(ours), theirs(jacobian), rtol=1e-10, atol=1e-12)
 
 
-# ---- state and draws -------------------------------------------------------------------------------------------
+# ---- state and draws ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", list(STATEFUL))
 def test_a_checkpoint_round_trip_reproduces_the_next_steps(name: str) -> None:
     t = 4

@@ -14,7 +14,7 @@ from multitask.tasks import Task
 
 
 class DualProj(Balancing):
-    """``d = π(g₀)``, the mean gradient ``g₀`` projected onto the dual cone ``{x : g_t · x ≥ 0 ∀t}`` (DualProj).
+    """``d = π(g₀)``: the mean gradient projected onto the dual cone ``{x : g_t · x ≥ 0 ∀t}`` (DualProj).
 
     Lopez-Paz & Ranzato, "Gradient episodic memory for continual learning", NeurIPS 2017 (eq. 11, the
     projection of GEM), used as an aggregator by Quinton & Rey, "Jacobian descent for multi-objective

@@ -13,7 +13,7 @@ from multitask.tasks import Task
 
 
 class ExcessMTL(Balancing):
-    """``d = Σ_t w_t g_t``, ``w ← softmax(log w + η Ê)``, ``Ê_t ≈ g_tᵀ H_t⁻¹ g_t`` the excess risks (ExcessMTL).
+    """``d = Σ_t w_t g_t``, ``w ← softmax(log w + η Ê)``, ``Ê_t ≈ g_tᵀ H_t⁻¹ g_t`` excess risks (ExcessMTL).
 
     He, Zhou, Zhang, Yun, Xu, Zeng, Chilimbi & Zhao, "Robust multi-task learning with excess risks",
     ICML 2024 (eq. 6-9): each task's excess risk is estimated by a second-order expansion with the diagonal
@@ -25,9 +25,10 @@ class ExcessMTL(Balancing):
     preconditioner is per coordinate.
 
     Own code, the same arithmetic as torchjd 0.18's ``ExcessMTLWeighting`` (the tests check it step after
-    step), whose accumulators live in buffers created lazily that a fresh instance does not load: here they
-    are the extra state (``get_extra_state``) that ``state_dict()`` carries, the accumulator of squared
-    gradients (T × P, in ``J``'s dtype) included. The logged weights are ``w`` (≥ 0, sum 1).
+    step), whose accumulators are buffers created on the first call, which a fresh instance refuses in
+    ``load_state_dict``: here they are the extra state (``get_extra_state``) that ``state_dict()`` carries,
+    the accumulator of squared gradients (T × P, in ``J``'s dtype) included. The logged weights are ``w``
+    (≥ 0, sum 1).
 
     Args:
         tasks: the tasks, in the order of the losses.

@@ -74,8 +74,8 @@ class FairGrad(Balancing):
     fairness (the weights of Nash-MTL), α → ∞ the max-min (MGDA-like) fairness, α → 0 the sum.
     Solved by :func:`fair_weights` (own solver): torchjd 0.18's ``FairGradWeighting`` solves the same
     equation with ``scipy.optimize.least_squares`` from equal weights, which stops far from the solution
-    when the gradients are small (about 1e-3) or when no solution exists; the tests check that both agree
-    on well-scaled inputs. The logged weights are ``w`` (≥ 0; 0 for a task with a zero gradient).
+    when the gradients are small (norms of about 1e-3) or when no solution exists; the tests check that both
+    agree on well-scaled inputs. The logged weights are ``w`` (≥ 0; 0 for a task with a zero gradient).
 
     Args:
         tasks: the tasks, in the order of the losses.

@@ -59,10 +59,10 @@ class GradVac(Balancing):
     :func:`gradvac_coefficients`. ``d = cᵀ J`` with ``c = 1ᵀ C`` the implied (logged) weights (≥ 1).
 
     Own code, the same arithmetic as torchjd 0.18's ``GradVacWeighting`` (the tests check it), which draws
-    the order from the global random generator and keeps ``φ̂`` in a buffer that a fresh instance does not
-    load: here the order comes from :meth:`generator` and ``φ̂`` is a (T × T) buffer. Unlike torchjd, the
-    Gramian is divided by its mean diagonal first, so that ``eps`` does not shrink the cosines of small
-    gradients.
+    the order from the global random generator and keeps ``φ̂`` in a buffer created on the first call, which
+    a fresh instance refuses in ``load_state_dict``: here the order comes from :meth:`generator` and ``φ̂`` is
+    a (T × T) buffer. Unlike torchjd, the Gramian is divided by its mean diagonal first, so that ``eps`` does
+    not shrink the cosines of small gradients.
 
     Args:
         tasks: the tasks, in the order of the losses.

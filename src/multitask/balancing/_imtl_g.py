@@ -15,8 +15,8 @@ class IMTLG(Balancing):
     """``d = Σ_t w_t g_t`` with ``Σ_t w_t = 1`` and ``d · g_t / ‖g_t‖`` equal for every task (IMTL-G).
 
     Liu, Li, Kuang, Xue, Chen, Yang, Liao & Zhang, "Towards impartial multi-task learning", ICLR 2021
-    (IMTL-G, the gradient part of IMTL): the aggregated gradient has the same projection on every unit task gradient.
-    On the Gramian ``G = J Jᵀ``: ``w = v / Σ_t v_t`` with ``v = G⁺ s``, ``s_t = ‖g_t‖ = √G_tt`` (the
+    (IMTL-G, the gradient part of IMTL): the aggregated gradient has the same projection on every unit task
+    gradient. On the Gramian ``G = J Jᵀ``: ``w = v / Σ_t v_t`` with ``v = G⁺ s``, ``s_t = ‖g_t‖ = √G_tt`` (the
     generalization with a pseudo-inverse of Quinton & Rey, "Jacobian descent for multi-objective
     optimization", arXiv:2406.16232, 2024, which also covers linearly dependent gradients).
 

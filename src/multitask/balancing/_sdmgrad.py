@@ -13,7 +13,7 @@ from multitask.tasks import Task
 
 
 class SDMGrad(Balancing):
-    """``d = (g_w + λ g₀) / (1 + λ)``, ``w ≈ argmin_{w ∈ Δ} ½ ‖g_w + λ g₀‖²``, ``g₀`` the mean gradient (SDMGrad).
+    """``d = (g_w + λ g₀) / (1 + λ)``, ``w ≈ argmin_{w ∈ Δ} ½ ‖g_w + λ g₀‖²``, ``g₀`` the mean (SDMGrad).
 
     Xiao, Ban & Ji, "Direction-oriented multi-objective learning: simple and provable stochastic
     algorithms", NeurIPS 2023 (Algorithm 1): the direction closest to the min-norm one that stays within a
@@ -23,10 +23,11 @@ class SDMGrad(Balancing):
     ``v ← momentum · v + Â (w + λ/T)``, ``w ← Π_Δ(w − lr · v)``. The implied (logged) weights are
     ``(w + λ/T) / (1 + λ)`` (≥ 0, sum 1).
 
-    Own code (a few lines) rather than torchjd 0.18's ``SDMGradWeighting``, whose warm start lives in an
-    attribute that a fresh instance resets instead of loading; the tests check that both give the same
-    weights step after step. Two differences: ``G`` is this batch's Gramian (the paper's ``J₁ J₂ᵀ`` of two
-    independent batches, used by its stochastic analysis, is not available to a weighting of one batch),
+    Own code (a few lines) rather than torchjd 0.18's ``SDMGradWeighting``, whose warm start is a buffer
+    created on the first call, so that a fresh instance refuses it in ``load_state_dict``; the tests check
+    that both give the same weights step after step. Two differences: ``G`` is this batch's Gramian (the
+    paper's ``J₁ J₂ᵀ`` of two independent batches, used by its stochastic analysis, is not available to a
+    weighting of one batch),
     and the scale ``(mean_t √G_tt)²`` is not padded by 1e-8 (torchjd's absolute padding changes the step
     for small gradients); all zero gradients leave ``w`` as it is.
 

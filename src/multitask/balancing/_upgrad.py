@@ -24,9 +24,9 @@ class UPGrad(Balancing):
     """``d = (1/T) Σ_i π(g_i)``, each ``g_i`` projected onto the dual cone ``{x : g_t · x ≥ 0 ∀t}`` (UPGrad).
 
     Quinton & Rey, "Jacobian descent for multi-objective optimization", arXiv:2406.16232, 2024 (the
-    aggregator UPGrad). By duality ``π(g_i) = v_iᵀ J`` with ``v_i = argmin_{v ≥ e_i} vᵀ G v``, so ``d = wᵀ J`` with
-    ``w = (1/T) Σ_i v_i`` (≥ 1/T): a weighting of ``G = J Jᵀ``. ``d`` conflicts with no task gradient
-    (``g_t · d ≥ 0``) and is the mean gradient when they do not conflict.
+    aggregator UPGrad). By duality ``π(g_i) = v_iᵀ J`` with ``v_i = argmin_{v ≥ e_i} vᵀ G v``, so
+    ``d = wᵀ J`` with ``w = (1/T) Σ_i v_i`` (≥ 1/T): a weighting of ``G = J Jᵀ``. ``d`` conflicts with no
+    task gradient (``g_t · d ≥ 0``) and is the mean gradient when they do not conflict.
 
     Computed by torchjd's ``UPGradWeighting`` (quadprog on the Gramian divided by its trace plus
     ``reg_eps · I``, so the non-conflict holds up to about ``reg_eps · trace(G)``). The trace is divided out
