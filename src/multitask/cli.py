@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     o = t.add_argument_group("training")
     o.add_argument("--epochs", type=int, help=_doc("epochs", train=True))
     o.add_argument("--batch-size", type=int, help=_doc("batch_size", train=True))
+    o.add_argument("--accumulate", type=int, help=_doc("accumulate", train=True))
     o.add_argument("--lr", type=float, help=_doc("lr", train=True))
     o.add_argument("--optimizer", choices=OPTIMIZERS.names(), help=_doc("optimizer", train=True))
     o.add_argument("--schedule", choices=SCHEDULES.names(), help=_doc("schedule", train=True))
@@ -175,6 +176,7 @@ def _train_overrides(a: argparse.Namespace) -> dict[str, Any]:
         "train": {
             "epochs": a.epochs,
             "batch_size": a.batch_size,
+            "accumulate": a.accumulate,
             "lr": a.lr,
             "optimizer": a.optimizer,
             "schedule": a.schedule,

@@ -31,6 +31,8 @@ class AlignedMTL(Balancing):
         of: "parameters" (default) or "representation": where the task gradients are taken.
     """
 
+    nonnegative = False
+
     needs = "gramian"
 
     def __init__(self, tasks: Sequence[Task | str], scale_mode: str = "min", of: str = "parameters") -> None:

@@ -52,6 +52,8 @@ class Balancing(nn.Module):
 
     #: what the method combines: the losses, the Gramian of the task gradients, or their Jacobian
     needs: ClassVar[Needs] = "losses"
+    #: whether the (implied) task weights are never negative (IMTL-G, Aligned-MTL, ConFIG may weigh a task < 0)
+    nonnegative: ClassVar[bool] = True
     #: whether the method draws random numbers (then permuting tasks permutes its result only in law)
     stochastic: ClassVar[bool] = False
     #: whether :meth:`after_step` wants the task losses recomputed on the step's batch after the update

@@ -47,6 +47,8 @@ class ConFIG(Balancing):
         of: "parameters" (default) or "representation": where the task gradients are taken.
     """
 
+    nonnegative = False
+
     needs = "gramian"
 
     def __init__(self, tasks: Sequence[Task | str], of: str = "parameters") -> None:

@@ -28,6 +28,8 @@ class IMTLG(Balancing):
         of: "parameters" (default) or "representation": where the task gradients are taken.
     """
 
+    nonnegative = False
+
     needs = "gramian"
 
     def __init__(self, tasks: Sequence[Task | str], of: str = "parameters") -> None:
