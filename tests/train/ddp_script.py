@@ -64,7 +64,7 @@ class UnitGradients:
 
 
 #: registered balancers that must also give the single-process result under torchrun
-REGISTERED = ("mgda", "pcgrad", "uncertainty", "dwa")
+REGISTERED = ("mgda", "mgda-ub", "pcgrad", "upgrad", "uncertainty", "dwa", "famo")
 
 
 def train_once(

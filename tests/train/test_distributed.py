@@ -2,7 +2,9 @@
 
 Tolerance: final weights and per-task validation losses agree within rtol=1e-4, atol=1e-5 (measured: largest
 weight difference ~5e-6, validation losses ~3e-6, after 3 epochs of SGD with momentum), for the default
-balancer, for a gradient balancer and for the registered mgda, pcgrad, uncertainty and dwa. Dropout is off: its masks are drawn per rank.
+balancer, for a gradient balancer and for the registered mgda, mgda-ub (Gramian of the representation summed
+over ranks), pcgrad, upgrad, uncertainty, dwa and famo (losses recomputed after the step). Dropout is off: its masks
+are drawn per rank.
 """
 
 from __future__ import annotations
