@@ -20,8 +20,10 @@ where lower is (RMSE), so a positive delta_m is better than the reference. The r
 
 Each method's wall time is the seconds of its ``fit_and_score`` (training and predicting the test part). The
 *equal wall-clock* comparison gives equal weights (``static``) the method's time: ``static`` trained for
-``round(method seconds / static seconds per epoch)`` epochs (at least the configured number) without early
-stopping, its best validation epoch kept. A method no slower than 1.2 × ``static`` is compared with
+``B = round(method seconds / static seconds per epoch)`` epochs (at least the configured number) without
+early stopping, its best validation epoch kept. Such runs differ only in their length and follow one
+trajectory, so the longest one's validation scores tell which epoch a budget ``B`` keeps, and one run per
+kept epoch suffices (:func:`prefix_best`). A method no slower than 1.2 × ``static`` is compared with
 ``static`` itself.
 
 The data sets (``$MULTITASK_DATA`` or ``--data-dir``, never downloaded):
@@ -79,7 +81,7 @@ DEFAULT_DATA = Path(os.environ.get("MULTITASK_DATA", REPO.parent / "shared" / "d
 #: a method at most this many times slower than static is compared at equal wall-clock with static itself
 SAME_BUDGET = 1.2
 RUN_FIELDS = ["dataset", "seed", "method", "role", "epochs", "patience", "epochs_run", "best_epoch", "seconds",
-              "delta_m_stl", "delta_m_pooled", "metrics", "budget_of", "commit", "error"]
+              "delta_m_stl", "delta_m_pooled", "metrics", "valid_scores", "budget_of", "commit", "error"]
 
 
 @dataclass(frozen=True)
@@ -125,20 +127,20 @@ BENCHES: dict[str, Bench] = {
 
 
 # ---- one run -----------------------------------------------------------------------------------------------------
-def fit_once(cfg: RunConfig, p: Prepared) -> tuple[Metrics, float, int, int]:
-    """Test metrics, seconds, epochs run and best epoch of ``cfg``'s model on ``p``."""
+def fit_once(cfg: RunConfig, p: Prepared) -> tuple[Metrics, float, list[float | None], int]:
+    """Test metrics, seconds, each epoch's early-stopping score and the kept epoch of ``cfg``'s model on ``p``."""
     model = models.make(cfg)
     model.check(p.tasks, p.pre)
-    epochs = [0]
+    scores: list[float | None] = []
 
-    def count(epoch: int, score: float | None) -> None:
-        epochs[0] = epoch
+    def note(epoch: int, score: float | None) -> None:
+        scores.append(score)
 
     if hasattr(model, "on_epoch"):
-        model.on_epoch = count
+        model.on_epoch = note
     start = time.perf_counter()
     metrics, _ = fit_and_score(model, p, None)
-    return metrics, time.perf_counter() - start, epochs[0], int(getattr(model, "best_epoch_", 0))
+    return metrics, time.perf_counter() - start, scores, int(getattr(model, "best_epoch_", 0))
 
 
 def commit() -> str:
@@ -198,13 +200,14 @@ def run_one(runs: Runs, name: str, seed: int, method: str, role: str, cfg: RunCo
     row: dict[str, Any] = {"dataset": name, "seed": seed, "method": method, "role": role,
                            "epochs": cfg.train.epochs, "patience": cfg.train.patience, "budget_of": budget_of}
     try:
-        metrics, seconds, epochs_run, best = fit_once(cfg, p)
+        metrics, seconds, scores, best = fit_once(cfg, p)
     except (MultitaskError, RuntimeError, ValueError) as e:
         row["error"] = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
         print(f"{name} seed {seed} {method} ({role}): FAILED {row['error']}", flush=True)
         runs.add(row)
         return None, False
-    row.update(metrics=json.dumps(metrics), seconds=round(seconds, 3), epochs_run=epochs_run, best_epoch=best)
+    row.update(metrics=json.dumps(metrics), seconds=round(seconds, 3), epochs_run=len(scores), best_epoch=best,
+               valid_scores=json.dumps(scores))
     return row, True
 
 
@@ -253,18 +256,49 @@ def run_dataset(name: str, bench: Bench, seeds: list[int], methods: list[str], d
                 continue
             # equal weights given this method's wall time
             epochs = budget_epochs(static_row, float(row["seconds"]))
-            budget = base.model_copy(update={"train": base.train.model_copy(update={"epochs": epochs, "patience": None})})
+            if same_time(runs, name, seed, epochs) is not None:
+                continue
+            kept = prefix_best(runs, name, seed, epochs)
+            budget = base.model_copy(update={"train": base.train.model_copy(
+                update={"epochs": kept or epochs, "patience": None})})
             brow, new = run_one(runs, name, seed, "static", "budget", budget, p, budget_of=method)
             if brow is not None and new:
                 brow = runs.add(score(brow, tasks, stl, pooled))
-                print(f"{name} seed {seed} static for {epochs} epochs (the time of {method}): delta_m "
-                      f"{brow['delta_m_stl']}, {brow['seconds']} s", flush=True)
+                print(f"{name} seed {seed} static for {budget.train.epochs} epochs (the time of {method}: "
+                      f"{epochs}): delta_m {brow['delta_m_stl']}, {brow['seconds']} s", flush=True)
 
 
 def budget_epochs(static_row: dict[str, Any], seconds: float) -> int:
     """Epochs of equal weights that take ``seconds`` (at least the configured epochs)."""
     per_epoch = float(static_row["seconds"]) / max(int(static_row["epochs_run"]), 1)
     return max(int(static_row["epochs"]), round(seconds / per_epoch))
+
+
+def prefix_best(runs: Runs, dataset: str, seed: int, epochs: int) -> int | None:
+    """The epoch that equal weights without early stopping keep after ``epochs`` epochs, if known.
+
+    Runs of equal weights without early stopping that differ only in their number of epochs follow the same
+    trajectory (seeded per epoch, constant learning rate), so the longest one's early-stopping scores tell
+    which epoch any shorter budget keeps: the first best score among the first ``epochs``.
+    """
+    budget = [r for r in runs.rows if (r["dataset"], int(r["seed"]), r["role"]) == (dataset, seed, "budget")
+              and not r["error"] and int(r["epochs"]) >= epochs]
+    if not budget:
+        return None
+    scores = json.loads(max(budget, key=lambda r: int(r["epochs"]))["valid_scores"])[:epochs]
+    defined = [(s, i) for i, s in enumerate(scores) if s is not None]
+    return min(defined)[1] + 1 if defined else None
+
+
+def same_time(runs: Runs, dataset: str, seed: int, epochs: int) -> dict[str, Any] | None:
+    """The run of equal weights that a budget of ``epochs`` epochs gives, if one was run: the one that kept the
+    same epoch (so the same weights)."""
+    kept = prefix_best(runs, dataset, seed, epochs)
+    for r in runs.rows:
+        if (r["dataset"], int(r["seed"]), r["role"]) == (dataset, seed, "budget") and not r["error"] \
+                and kept is not None and int(r["best_epoch"]) == kept:
+            return r
+    return None
 
 
 def _round(x: float | None) -> float | None:
@@ -291,7 +325,6 @@ def summarize(runs: Runs, out: Path) -> list[dict[str, Any]]:
         methods += [m for m in dict.fromkeys(r["method"] for r in failed if r["dataset"] == dataset)
                     if m not in methods]
         static = {int(r["seed"]): r for r in mine if r["role"] == "method" and r["method"] == "static"}
-        budgets = [r for r in mine if r["role"] == "budget"]
         for method in methods:
             rows = [r for r in mine if r["role"] == "method" and r["method"] == method]
             errors = [r["error"] for r in failed if r["dataset"] == dataset and r["method"] == method]
@@ -306,10 +339,9 @@ def summarize(runs: Runs, out: Path) -> list[dict[str, Any]]:
                 if method == "static" or float(r["seconds"]) <= SAME_BUDGET * float(static[seed]["seconds"]):
                     equal.append(static[seed])
                     continue
-                epochs = budget_epochs(static[seed], float(r["seconds"]))
-                match = [b for b in budgets if int(b["seed"]) == seed and int(b["epochs"]) == epochs]
-                if match:
-                    equal.append(match[0])
+                match = same_time(runs, dataset, seed, budget_epochs(static[seed], float(r["seconds"])))
+                if match is not None:
+                    equal.append(match)
             e, e_sd = _mean_sd([float(b["delta_m_stl"]) for b in equal if b["delta_m_stl"]])
             es, _ = _mean_sd([float(b["seconds"]) for b in equal])
             summary.append({
@@ -363,6 +395,8 @@ def main() -> None:
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("multitask").setLevel(logging.ERROR)
     suffix = "_quick" if a.quick else ""
+    if a.quick and not a.summarize:  # a quick run always starts afresh
+        (a.out / "delta_m_runs_quick.csv").unlink(missing_ok=True)
     runs = Runs(a.out / f"delta_m_runs{suffix}.csv", a.rerun)
     if not a.summarize:
         if not a.data_dir.is_dir():
