@@ -161,7 +161,7 @@ class Deep:
         """Learning rate, weight decay, width and depth of the hidden layers, dropout, and the balancing method
         (gradient-based methods only up to 10 tasks: they cost one backward pass per task and step)."""
         balancers = [b for b in BALANCERS.names()
-                     if len(tasks) <= MAX_GRADIENT_TASKS or BALANCERS.get(b).needs == "losses"]
+                     if len(tasks) <= MAX_GRADIENT_TASKS or getattr(BALANCERS.get(b), "needs", "losses") == "losses"]
         return [
             Param("train.lr", 1e-4, 1e-2, log=True),
             Param("train.weight_decay", 1e-6, 1e-2, log=True),
