@@ -17,6 +17,7 @@ import torch
 from multitask import Task
 from multitask.data.arrays import Arrays
 from multitask.nn import HardSharing, InputSpec
+from multitask.registry import BALANCERS
 from multitask.train import TrainConfig, fit, is_main_process, validation_losses
 
 TASKS = [Task("r", "regression"), Task("b", "binary"), Task("c", "multiclass"), Task("small", "regression")]
@@ -65,15 +66,17 @@ class UnitGradients:
 
 #: registered balancers that must also give the single-process result under torchrun
 REGISTERED = ("mgda", "mgda-ub", "pcgrad", "upgrad", "uncertainty", "dwa", "famo")
+#: every other registered balancer: one epoch each, same check
+OTHERS = tuple(n for n in BALANCERS.names() if n not in ("static", *REGISTERED))
 
 
 def train_once(
-    balancer: UnitGradients | None, run_dir: Path | None, name: str = "static"
+    balancer: UnitGradients | None, run_dir: Path | None, name: str = "static", epochs: int = 3
 ) -> dict[str, torch.Tensor]:
     train, valid = make_data()
     model = make_model()
     config = TrainConfig(
-        epochs=3,
+        epochs=epochs,
         batch_size=40,
         optimizer="sgd",
         lr=0.05,
@@ -100,6 +103,7 @@ def run(out: Path, run_dir: Path | None = None) -> None:
     static = train_once(None, run_dir)
     gradient = train_once(UnitGradients(), None)
     registered = {name: train_once(None, None, name) for name in REGISTERED}
+    registered.update({name: train_once(None, None, name, epochs=1) for name in OTHERS})
     if is_main_process():
         torch.save({"static": static, "gradient": gradient, **registered}, out)
 
