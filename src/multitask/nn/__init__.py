@@ -5,9 +5,23 @@ task (:meth:`task_parameters`), and hands out the shared representation (:meth:`
 :meth:`heads`), so that balancing methods need nothing architecture-specific.
 """
 
+from multitask.nn._base import HEADS, Architecture, InputEncoders, TaskHeads, check_tasks
 from multitask.nn._build import build_model
 from multitask.nn._conv import ConvEncoder
 from multitask.nn._hard_sharing import HardSharing, InputSpec
 from multitask.nn._mlp import ACTIVATIONS, MLP, NORMS
 
-__all__ = ["ACTIVATIONS", "MLP", "NORMS", "ConvEncoder", "HardSharing", "InputSpec", "build_model"]
+__all__ = [
+    "ACTIVATIONS",
+    "HEADS",
+    "MLP",
+    "NORMS",
+    "Architecture",
+    "ConvEncoder",
+    "HardSharing",
+    "InputEncoders",
+    "InputSpec",
+    "TaskHeads",
+    "build_model",
+    "check_tasks",
+]

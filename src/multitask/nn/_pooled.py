@@ -8,19 +8,21 @@ predict the same quantity (long-form groups such as schools), and needs tasks of
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import nn
 
 from multitask.errors import ConfigError
-from multitask.nn._hard_sharing import InputSpec, describe_mlp, mlp_arguments
+from multitask.nn._base import Architecture, InputSpec
 from multitask.nn._mlp import MLP, check_activation, check_dropout, check_hidden, check_norm, dense
 from multitask.tasks import Task
 
 
-class PooledMLP(nn.Module):
+class PooledMLP(Architecture):
     """One network for all tasks: ``f_t(x) = head(trunk(encoder(x))) + c_t``; only the bias ``c_t`` is per task."""
+
+    name = "pooled-mlp"
+    task_kinds = ("regression", "binary", "multiclass", "multilabel")
 
     def __init__(
         self,
@@ -33,7 +35,7 @@ class PooledMLP(nn.Module):
         activation: str = "relu",
         norm: str = "none",
     ) -> None:
-        super().__init__()
+        super().__init__(inputs, tasks, task_source, output_sizes)
         hidden = check_hidden(hidden)
         dropout = check_dropout(dropout)
         if not tasks:
@@ -86,12 +88,3 @@ class PooledMLP(nn.Module):
     def task_parameters(self) -> dict[str, list[nn.Parameter]]:
         """The per-task biases are rows of one tensor, listed under every task."""
         return {t.name: [self.task_bias] for t in self.tasks}
-
-    def model_config(self) -> dict[str, Any]:
-        """A JSON-serializable description; :func:`multitask.nn.build_model` rebuilds the same module."""
-        return describe_mlp("pooled-mlp", self)
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> PooledMLP:
-        """The model described by :meth:`model_config` (with fresh weights)."""
-        return cls(**mlp_arguments(config))

@@ -117,6 +117,8 @@ class Stepper:
         self.net = wrapped
         #: the mean pairwise cosine of the task gradients in the last step (0-d, NaN if not computed)
         self.cosine_: torch.Tensor | None = None
+        #: the model's gate usage in the step's last forward pass, ``{task: (experts,)}`` (None: no gates)
+        self.gates_: dict[str, torch.Tensor] | None = None
 
     # ---- one step --------------------------------------------------------------------------------------------
     def step(
@@ -206,9 +208,16 @@ class Stepper:
                     r.register_hook(lambda _grad, part=part: part)
                     offset += r.numel()
             with self._sync(last):
-                (c.to(f.losses.dtype) * f.losses).sum().backward()
+                total = (c.to(f.losses.dtype) * f.losses).sum()
+                if last:
+                    penalty = self._penalty()
+                    if penalty is not None:  # the same on every rank: DDP's average leaves its gradient as is
+                        total = total + penalty.to(total.dtype)
+                total.backward()
             del f
         cached = None
+        usage = getattr(self.model, "gate_usage", None)
+        self.gates_ = usage() if callable(usage) else None
         if k > 1:
             _set_rng_state(self.ddp.device, end_state)
         if direction is not None and not self.at_representation:
@@ -240,6 +249,11 @@ class Stepper:
         sums = task_loss_sums(self.tasks, out, batch.targets, batch.masks)
         losses = torch.stack([sums[n] / max(count[n], 1) for n in self.names])
         return _Forward(losses, representation)
+
+    def _penalty(self) -> torch.Tensor | None:
+        """The model's penalty term (shared heads' deviations), added once per step; None without one."""
+        penalty = getattr(self.model, "penalty", None)
+        return penalty() if callable(penalty) else None
 
     def _sync(self, last: bool) -> contextlib.AbstractContextManager[Any]:
         """DDP's gradient synchronisation only in the step's last backward pass."""

@@ -174,6 +174,8 @@ def fit(
             cosine_sum = torch.zeros((), dtype=torch.float64, device=ddp.device)
             cosine_steps = torch.zeros((), dtype=torch.float64, device=ddp.device)
             weight_steps = 0
+            gate_sum: dict[str, torch.Tensor] = {}
+            gate_steps = 0
             bar = progress.add_task(f"epoch {epoch + 1}/{config.epochs}", total=steps) if progress else None
 
             for step, rows in enumerate(sampler.batches(train, config.batch_size, epoch, config.seed), 1):
@@ -190,6 +192,10 @@ def fit(
                 if method.weights_ is not None:
                     weight_sum += method.weights_.detach().to(weight_sum.device, torch.float64)
                     weight_steps += 1
+                if stepper.gates_ is not None:
+                    for name, usage in stepper.gates_.items():
+                        gate_sum[name] = gate_sum.get(name, 0) + usage.detach().double()
+                    gate_steps += 1
                 if stepper.cosine_ is not None:
                     finite = torch.isfinite(stepper.cosine_)
                     cosine_sum += torch.where(finite, stepper.cosine_, 0.0)
@@ -232,6 +238,7 @@ def fit(
                 "lr": lr,
                 "weights": mean_weights,
                 "cosine": cosine,
+                **({"gates": _mean_gates(gate_sum, gate_steps)} if gate_steps else {}),
                 "seconds": time.perf_counter() - t0,
             }
             history.append(record)
@@ -349,6 +356,11 @@ def _mean_weights(tasks: list[Task], total: torch.Tensor, steps: int) -> dict[st
         return None
     mean = (total / steps).tolist()
     return {t.name: (v if math.isfinite(v) else None) for t, v in zip(tasks, mean, strict=True)}
+
+
+def _mean_gates(total: dict[str, torch.Tensor], steps: int) -> dict[str, list[float]]:
+    """``{task: mean gate weight of each expert over the epoch's steps}``."""
+    return {name: [round(float(v), 6) for v in (value / steps).cpu()] for name, value in total.items()}
 
 
 #: a task whose mean weight falls below this fraction of the largest one is warned about (once per run)
