@@ -157,3 +157,18 @@ def test_given_test_data_is_the_one_split(tmp_path: Path) -> None:
     results = pd.read_csv(tmp_path / "out" / "results.csv", dtype={"split": str})
     assert set(results["split"]) == {"given"}
     assert not any(math.isnan(v) for v in results["rmse"])
+
+
+def test_a_model_variant_carries_its_options() -> None:
+    from multitask.compare import parse_variant
+
+    assert parse_variant("hard-sharing") == ("hard-sharing", {})
+    assert parse_variant("hard-sharing[head=shared; head_penalty=0.01]") == (
+        "hard-sharing",
+        {"head": "shared", "head_penalty": 0.01},
+    )
+    assert parse_variant("tree[tree=[[a, b], [c]]]") == ("tree", {"tree": [["a", "b"], ["c"]]})
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_variant("hard-sharing[head]")
+    with pytest.raises(ConfigError, match="closing"):
+        parse_variant("hard-sharing[head=shared")

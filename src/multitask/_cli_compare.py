@@ -30,7 +30,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "compare", help="several models on the same splits, with delta_m against STL and pooled references")
     choices = [*names(), AUTO]
     c.add_argument("--models", required=True, type=_columns, metavar="MODEL,MODEL,...",
-                   help=f"comma-separated, each one of: {', '.join(choices)}")
+                   help=f"comma-separated, each one of: {', '.join(choices)}; with options as "
+                        "NAME[key=value;key=value], e.g. hard-sharing[head=shared;head_penalty=0.01]")
     c.add_argument("--splits", metavar="SPLITS",
                    help="a built-in data set's fixed splits (school, sarcos), e.g. 1-10 or 1,3,5; for other data, "
                         "a number of random splits stratified by task; default: the data's own test part "

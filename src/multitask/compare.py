@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from multitask import models as registry_models
 from multitask._rundir import atomic_replace, strict_json
@@ -126,9 +127,33 @@ def _reference(names: Sequence[str], cfg: RunConfig, p: Prepared) -> str | None:
     return None
 
 
-def _model_config(base: RunConfig, name: str, seed: int, search: int | None) -> RunConfig:
+def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
+    """``NAME`` or ``NAME[key=value;key=value]`` -> ``(NAME, {key: value})``; values are read as YAML.
+
+    A variant names one model with options (``hard-sharing[head=shared;head_penalty=0.01]``), so that a
+    leaderboard can compare several settings of one model.
+    """
+    name, bracket, rest = text.partition("[")
+    if not bracket:
+        return text, {}
+    if not rest.endswith("]"):
+        raise ConfigError(f"--models: {text!r} opens '[' without closing it; write NAME[key=value;key=value]")
+    options: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in rest[:-1].split(";"))):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"--models: {text!r}: {item!r} is not key=value")
+        try:
+            options[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--models: {text!r}: the value of {key.strip()!r} is not valid: {e}") from None
+    return name.strip(), options
+
+
+def _model_config(base: RunConfig, entry: str, seed: int, search: int | None) -> RunConfig:
+    name, options = parse_variant(entry)
     return base.model_copy(update={
-        "model": name, "model_options": {}, "cv": None, "search": search,
+        "model": name, "model_options": options, "cv": None, "search": search,
         "train": base.train.model_copy(update={"seed": base.train.seed + seed, "progress": False}),
     })
 
@@ -158,7 +183,8 @@ def compare(
     search: int | None = None,
     references: bool = True,
 ) -> Leaderboard:
-    """Fit every model of ``models`` (names of :func:`multitask.models.names`, or ``"auto"``) on every split
+    """Fit every model of ``models`` (names of :func:`multitask.models.names`, or ``"auto"``, each optionally
+    with options as ``NAME[key=value;key=value]``, see :func:`parse_variant`) on every split
     and seed, with the STL and pooled references (``references``), and write the leaderboard into ``out``.
 
     ``base`` holds the data and training options (its model is ignored); ``splits`` is a list of a built-in
@@ -167,7 +193,7 @@ def compare(
     if not models:
         raise ConfigError("--models: give at least one model")
     choices = [*registry_models.names(), AUTO]
-    unknown = [n for n in models if n not in choices]
+    unknown = [n for n in models if parse_variant(n)[0] not in choices]
     if unknown:
         raise ConfigError(f"--models: unknown model {unknown[0]!r}; choose from: {', '.join(choices)}")
     if seeds < 1:
