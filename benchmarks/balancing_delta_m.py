@@ -18,9 +18,11 @@ where lower is (RMSE), so a positive delta_m is better than the reference. The r
 * ``pooled`` (SARCOS only, whose tasks measure one kind of quantity): ``pooled-mlp`` with the same options,
   as ``--baseline pooled``.
 
-Each method's wall time is the seconds of its ``fit_and_score`` (training and predicting the test part). The
-*equal wall-clock* comparison gives equal weights (``static``) the method's time: ``static`` trained for
-``B = round(method seconds / static seconds per epoch)`` epochs (at least the configured number) without
+Each method's time is that of its ``fit_and_score`` (training and predicting the test part), as wall seconds
+and as the process's CPU seconds (one thread: the wall time it takes on an idle machine; on a shared machine
+the wall clock also counts the other processes' turns). The *equal wall-clock* comparison gives equal weights
+(``static``) the method's CPU time: ``static`` trained for ``B = round(method CPU seconds / static CPU
+seconds per epoch)`` epochs (at least the configured number) without
 early stopping, its best validation epoch kept. Such runs differ only in their length and follow one
 trajectory, so the longest one's validation scores tell which epoch a budget ``B`` keeps, and one run per
 kept epoch suffices (:func:`prefix_best`). A method no slower than 1.2 × ``static`` is compared with
@@ -81,7 +83,7 @@ DEFAULT_DATA = Path(os.environ.get("MULTITASK_DATA", REPO.parent / "shared" / "d
 #: a method at most this many times slower than static is compared at equal wall-clock with static itself
 SAME_BUDGET = 1.2
 RUN_FIELDS = ["dataset", "seed", "method", "role", "epochs", "patience", "epochs_run", "best_epoch", "seconds",
-              "delta_m_stl", "delta_m_pooled", "metrics", "valid_scores", "budget_of", "commit", "error"]
+              "cpu_seconds", "delta_m_stl", "delta_m_pooled", "metrics", "valid_scores", "budget_of", "commit", "error"]
 
 
 @dataclass(frozen=True)
@@ -127,8 +129,9 @@ BENCHES: dict[str, Bench] = {
 
 
 # ---- one run -----------------------------------------------------------------------------------------------------
-def fit_once(cfg: RunConfig, p: Prepared) -> tuple[Metrics, float, list[float | None], int]:
-    """Test metrics, seconds, each epoch's early-stopping score and the kept epoch of ``cfg``'s model on ``p``."""
+def fit_once(cfg: RunConfig, p: Prepared) -> tuple[Metrics, float, float, list[float | None], int]:
+    """Test metrics, wall and CPU seconds, each epoch's early-stopping score and the kept epoch of ``cfg``'s
+    model on ``p``."""
     model = models.make(cfg)
     model.check(p.tasks, p.pre)
     scores: list[float | None] = []
@@ -138,9 +141,10 @@ def fit_once(cfg: RunConfig, p: Prepared) -> tuple[Metrics, float, list[float | 
 
     if hasattr(model, "on_epoch"):
         model.on_epoch = note
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     metrics, _ = fit_and_score(model, p, None)
-    return metrics, time.perf_counter() - start, scores, int(getattr(model, "best_epoch_", 0))
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return metrics, wall, cpu, scores, int(getattr(model, "best_epoch_", 0))
 
 
 def commit() -> str:
@@ -200,13 +204,14 @@ def run_one(runs: Runs, name: str, seed: int, method: str, role: str, cfg: RunCo
     row: dict[str, Any] = {"dataset": name, "seed": seed, "method": method, "role": role,
                            "epochs": cfg.train.epochs, "patience": cfg.train.patience, "budget_of": budget_of}
     try:
-        metrics, seconds, scores, best = fit_once(cfg, p)
+        metrics, seconds, cpu, scores, best = fit_once(cfg, p)
     except (MultitaskError, RuntimeError, ValueError) as e:
         row["error"] = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
         print(f"{name} seed {seed} {method} ({role}): FAILED {row['error']}", flush=True)
         runs.add(row)
         return None, False
-    row.update(metrics=json.dumps(metrics), seconds=round(seconds, 3), epochs_run=len(scores), best_epoch=best,
+    row.update(metrics=json.dumps(metrics), seconds=round(seconds, 3), cpu_seconds=round(cpu, 3),
+               epochs_run=len(scores), best_epoch=best,
                valid_scores=json.dumps(scores))
     return row, True
 
@@ -248,14 +253,15 @@ def run_dataset(name: str, bench: Bench, seeds: list[int], methods: list[str], d
             if new:
                 row = runs.add(score(row, tasks, stl, pooled))
                 print(f"{name} seed {seed} {method}: delta_m {row['delta_m_stl']} (stl), {row['delta_m_pooled']} "
-                      f"(pooled), {row['seconds']} s, {row['epochs_run']} epochs", flush=True)
+                      f"(pooled), {row['seconds']} s ({row['cpu_seconds']} s CPU), {row['epochs_run']} epochs",
+                      flush=True)
             if method == "static":
                 static_row = row
                 continue
-            if static_row is None or float(row["seconds"]) <= SAME_BUDGET * float(static_row["seconds"]):
+            if static_row is None or float(row["cpu_seconds"]) <= SAME_BUDGET * float(static_row["cpu_seconds"]):
                 continue
             # equal weights given this method's wall time
-            epochs = budget_epochs(static_row, float(row["seconds"]))
+            epochs = budget_epochs(static_row, float(row["cpu_seconds"]))
             if same_time(runs, name, seed, epochs) is not None:
                 continue
             kept = prefix_best(runs, name, seed, epochs)
@@ -265,12 +271,12 @@ def run_dataset(name: str, bench: Bench, seeds: list[int], methods: list[str], d
             if brow is not None and new:
                 brow = runs.add(score(brow, tasks, stl, pooled))
                 print(f"{name} seed {seed} static for {budget.train.epochs} epochs (the time of {method}: "
-                      f"{epochs}): delta_m {brow['delta_m_stl']}, {brow['seconds']} s", flush=True)
+                      f"{epochs}): delta_m {brow['delta_m_stl']}, {brow['cpu_seconds']} s CPU", flush=True)
 
 
 def budget_epochs(static_row: dict[str, Any], seconds: float) -> int:
     """Epochs of equal weights that take ``seconds`` (at least the configured epochs)."""
-    per_epoch = float(static_row["seconds"]) / max(int(static_row["epochs_run"]), 1)
+    per_epoch = float(static_row["cpu_seconds"]) / max(int(static_row["epochs_run"]), 1)
     return max(int(static_row["epochs"]), round(seconds / per_epoch))
 
 
@@ -331,26 +337,27 @@ def summarize(runs: Runs, out: Path) -> list[dict[str, Any]]:
             d, d_sd = _mean_sd([float(r["delta_m_stl"]) for r in rows if r["delta_m_stl"]])
             dp, dp_sd = _mean_sd([float(r["delta_m_pooled"]) for r in rows if r["delta_m_pooled"]])
             s, _ = _mean_sd([float(r["seconds"]) for r in rows])
+            cpu, _ = _mean_sd([float(r["cpu_seconds"]) for r in rows])
             equal = []
             for r in rows:
                 seed = int(r["seed"])
                 if seed not in static:
                     continue
-                if method == "static" or float(r["seconds"]) <= SAME_BUDGET * float(static[seed]["seconds"]):
+                if method == "static" or float(r["cpu_seconds"]) <= SAME_BUDGET * float(static[seed]["cpu_seconds"]):
                     equal.append(static[seed])
                     continue
-                match = same_time(runs, dataset, seed, budget_epochs(static[seed], float(r["seconds"])))
+                match = same_time(runs, dataset, seed, budget_epochs(static[seed], float(r["cpu_seconds"])))
                 if match is not None:
                     equal.append(match)
             e, e_sd = _mean_sd([float(b["delta_m_stl"]) for b in equal if b["delta_m_stl"]])
-            es, _ = _mean_sd([float(b["seconds"]) for b in equal])
+            es, _ = _mean_sd([float(b["cpu_seconds"]) for b in equal])
             summary.append({
                 "dataset": dataset, "method": method, "seeds": len(rows),
                 "delta_m_stl": _round(d), "delta_m_stl_sd": _round(d_sd),
                 "delta_m_pooled": _round(dp), "delta_m_pooled_sd": _round(dp_sd),
-                "seconds": _round(s),
+                "seconds": _round(s), "cpu_seconds": _round(cpu),
                 "static_same_time_delta_m_stl": _round(e), "static_same_time_delta_m_stl_sd": _round(e_sd),
-                "static_same_time_seconds": _round(es), "static_same_time_seeds": len(equal),
+                "static_same_time_cpu_seconds": _round(es), "static_same_time_seeds": len(equal),
                 "method_minus_static_same_time": _round(d - e) if d is not None and e is not None else None,
                 "error": errors[0] if errors and not rows else "",
             })
@@ -366,7 +373,7 @@ def print_summary(summary: list[dict[str, Any]]) -> None:
     def pm(m: float | None, sd: float | None) -> str:
         return "—" if m is None else f"{m:+.2f}" + (f" ± {sd:.2f}" if sd is not None else "")
 
-    print("\n| data set | method | Δm vs STL (%) | Δm vs pooled (%) | s / run | static, same time: Δm vs STL | "
+    print("\n| data set | method | Δm vs STL (%) | Δm vs pooled (%) | CPU s / run | static, same time: Δm vs STL | "
           "method − static same time |")
     print("|---|---|---|---|---|---|---|")
     for r in summary:
@@ -375,7 +382,7 @@ def print_summary(summary: list[dict[str, Any]]) -> None:
             continue
         diff = "—" if r["method_minus_static_same_time"] is None else f"{r['method_minus_static_same_time']:+.2f}"
         print(f"| {r['dataset']} | {r['method']} | {pm(r['delta_m_stl'], r['delta_m_stl_sd'])} | "
-              f"{pm(r['delta_m_pooled'], r['delta_m_pooled_sd'])} | {r['seconds']:.1f} | "
+              f"{pm(r['delta_m_pooled'], r['delta_m_pooled_sd'])} | {r['cpu_seconds']:.1f} | "
               f"{pm(r['static_same_time_delta_m_stl'], r['static_same_time_delta_m_stl_sd'])} | {diff} |")
 
 

@@ -1,6 +1,6 @@
 """Step time of every registered balancing method, relative to equal weights, and against LibMTL and torchjd.
 
-    python benchmarks/balancing_step_time.py                 # T = 2, 10, 40; 50 timed steps; both peers
+    python benchmarks/balancing_step_time.py                 # T = 2, 10, 40; 3 x 20 timed steps; both peers
     python benchmarks/balancing_step_time.py --quick         # T = 2, 10; 10 steps; no peers (for make bench)
     python benchmarks/balancing_step_time.py --no-peers --methods static,mgda,pcgrad
 
@@ -9,8 +9,11 @@ batches of 256 random rows, Adam, one torch thread. For ours, one *step* is one 
 :func:`multitask.train.fit`'s loop (taking the batch, forward, the task losses, the balancer's backward and
 combination, Adam's step) as the library runs it: the script hands ``fit`` a sampler (``fit(sampler=...)``)
 that notes the time whenever the trainer asks for the next batch, so each interval is one whole training
-step. The median over ``--steps`` steps after ``--warmup`` steps is reported, per method and number of tasks
-``T``, and divided by the median of ``static`` (equal weights) at the same ``T``. Every method in
+step. Steps are timed by the process's CPU time (``--clock cpu``, the default: with one thread it is the
+step's wall time on an idle machine, and other processes on a shared one barely move it; ``--clock wall``
+for the wall clock). Per method and number of tasks ``T``, ``--rounds`` rounds (3) each time ``--steps`` steps (20) after
+``--warmup`` steps (5); the reported time is the median over rounds of each round's median, and the ratio to
+``static`` (equal weights) the median over rounds of the ratio to ``static`` timed just before. Every method in
 ``multitask.registry.BALANCERS`` is timed (new ones are picked up as they are registered) with its default
 options but ``of="parameters"``, and every gradient method that takes ``of`` once more with
 ``of="representation"``.
@@ -19,7 +22,9 @@ Peers, each in its own virtual environment that this script creates on first use
 default ``benchmarks/peers/.venv-*``, ignored by git; pip with ``-c constraints.txt`` so that torch is the
 CPU build of the pinned version): LibMTL 1.1.5 (``pip install --no-deps LibMTL==1.1.5`` plus torch, numpy and
 scipy) and torchjd 0.18.0. Their timing scripts are ``benchmarks/peers/step_*.py``: the same model, data and
-step, for the methods they share with us. Results go to ``benchmarks/results/balancing/``:
+step, for the methods they share with us. They run as servers beside this script, and each of a peer's
+methods is timed right after ours in every round (the ratio ours / peer is the median of those paired
+ratios), so that the load of a shared machine hits both alike. Results go to ``benchmarks/results/balancing/``:
 ``step_time.csv`` (ours) and ``step_time_peers.csv`` (every peer timing with ours beside it and the ratio).
 """
 
@@ -54,6 +59,10 @@ PEERS = REPO / "benchmarks" / "peers"
 RESULTS = REPO / "benchmarks" / "results" / "balancing"
 CONSTRAINTS = REPO / "constraints.txt"
 FEATURES, HIDDEN, BATCHES = 64, (256, 256), 8
+#: how a step is timed: the CPU time of this process (immune to other processes on a shared machine, and equal
+#: to the wall time of a one-thread step on an idle one), or the wall clock
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+CLOCK = ["cpu"]
 
 #: peer -> (pip requirements installed with the constraints, requirements installed with --no-deps, script)
 PEER_ENVS: dict[str, tuple[list[str], list[str], str]] = {
@@ -73,14 +82,15 @@ class TimedBatches:
     def __init__(self, steps: int, rows: int, batch_size: int) -> None:
         self.steps, self.rows, self.batch_size = steps, rows, batch_size
         self.stamps: list[float] = []
+        self.clock = CLOCKS[CLOCK[0]]
 
     def batches(self, data: Arrays, batch_size: int, epoch: int, seed: int) -> Iterator[dict[str, np.ndarray]]:
         order = np.arange(self.rows, dtype=np.int64)
         for i in range(self.steps):
             start = (i * self.batch_size) % self.rows
-            self.stamps.append(time.perf_counter())
+            self.stamps.append(self.clock())
             yield {"s": order[start : start + self.batch_size]}
-        self.stamps.append(time.perf_counter())
+        self.stamps.append(self.clock())
 
     def seconds(self) -> list[float]:
         return list(np.diff(self.stamps))
@@ -126,42 +136,79 @@ def takes_representation(name: str) -> bool:
     return True
 
 
-def measure_ours(methods: list[str], tasks: list[int], steps: int, warmup: int, batch_size: int,
-                 representation: bool) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def measure(methods: list[str], tasks: list[int], steps: int, warmup: int, rounds: int, batch_size: int,
+            representation: bool, servers: list[PeerServer]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Our rows (one per method, level and T) and the peers' rows (one per peer method, route and T).
+
+    In each of ``rounds`` rounds (every other one in reverse order) each of our variants is timed right after
+    ``static`` and right before the peers' matching methods, so that a ratio compares timings taken within
+    seconds of each other: the reported ratios are medians over rounds of those paired ratios.
+    """
     variants = [(m, "parameters") for m in methods]
     if representation:
         variants += [(m, "representation") for m in methods if is_gradient_method(m) and takes_representation(m)]
+    ours_rows: list[dict[str, Any]] = []
+    peer_rows: list[dict[str, Any]] = []
     for n_tasks in tasks:
-        static_seconds: list[float] = []
-        # equal weights first and last, so that a drifting machine load shows in the reference too
-        order = [("static", "parameters"), *[v for v in variants if v != ("static", "parameters")],
-                 ("static", "parameters")]
-        results: dict[tuple[str, str], dict[str, Any]] = {}
-        for method, of in order:
-            # "of" given explicitly where the method takes it (gradnorm's default is the representation)
-            options = {"of": of} if "of" in balancer_option_names(method) else {}
-            row: dict[str, Any] = {"method": method, "of": of, "tasks": n_tasks,
-                                   "kind": getattr(BALANCERS.get(method), "needs", "losses") or "losses"}
-            try:
-                seconds = time_ours(method, options, n_tasks, steps, warmup, batch_size)
-            except Exception as e:  # a method that fails is a result, reported with its reason
-                row.update(ms=None, error=f"{type(e).__name__}: {' '.join(str(e).split())[:300]}")
-                print(f"T={n_tasks} {method} ({of}): FAILED {row['error']}", flush=True)
-                results[(method, of)] = row
-                continue
-            if method == "static":
-                static_seconds += seconds
-            ms = 1000 * statistics.median(static_seconds if method == "static" else seconds)
-            row.update(ms=ms, error=None)
-            results[(method, of)] = row
-            print(f"T={n_tasks} {method} ({of}): {ms:.2f} ms/step", flush=True)
-        reference = results[("static", "parameters")]["ms"]
-        for row in results.values():
-            row["ratio_to_static"] = row["ms"] / reference if row["ms"] is not None and reference else None
-            row["steps"], row["warmup"], row["batch_size"] = steps, warmup, batch_size
-            rows.append(row)
-    return rows
+        ms: dict[tuple[str, str], list[float]] = {v: [] for v in variants}
+        to_static: dict[tuple[str, str], list[float]] = {v: [] for v in variants}
+        errors: dict[tuple[str, str], str] = {}
+        peer_ms: dict[tuple[str, str, str], list[float]] = {}
+        to_peer: dict[tuple[str, str, str], list[float]] = {}
+        peer_info: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for r in range(rounds):
+            for method, of in variants if r % 2 == 0 else variants[::-1]:
+                if (method, of) in errors:
+                    continue
+                # "of" given explicitly where the method takes it (gradnorm's default is the representation)
+                options = {"of": of} if "of" in balancer_option_names(method) else {}
+                try:
+                    static = 1000 * statistics.median(time_ours("static", {}, n_tasks, steps, warmup, batch_size))
+                    mine = 1000 * statistics.median(time_ours(method, options, n_tasks, steps, warmup, batch_size))
+                except Exception as e:  # a method that fails is a result, reported with its reason
+                    errors[(method, of)] = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
+                    print(f"T={n_tasks} {method} ({of}): FAILED {errors[(method, of)]}", flush=True)
+                    continue
+                ms[(method, of)].append(mine)
+                to_static[(method, of)].append(mine / static)
+                shown = [f"T={n_tasks} round {r + 1} {method} ({of}): {mine:.2f} ms ({mine / static:.2f}× static)"]
+                for server in servers:
+                    for peer_method, route in server.matching(method, of):
+                        key = (server.peer, peer_method, route)
+                        row = server.time(peer_method, route, n_tasks, steps, warmup, batch_size)
+                        peer_info[key] = {"method": method, "of": of, "error": row["error"]}
+                        peer_ms.setdefault(key, [])
+                        to_peer.setdefault(key, [])
+                        if row["ms"] is not None:
+                            peer_ms[key].append(row["ms"])
+                            to_peer[key].append(mine / row["ms"])
+                            shown.append(f"{server.peer} {peer_method} ({route}) {row['ms']:.2f} ms")
+                        else:
+                            shown.append(f"{server.peer} {peer_method} ({route}) failed")
+                print("; ".join(shown), flush=True)
+        for method, of in variants:
+            ours_rows.append({
+                "method": method, "of": of, "tasks": n_tasks,
+                "kind": getattr(BALANCERS.get(method), "needs", "losses") or "losses",
+                "ms": _median(ms[(method, of)]), "ratio_to_static": _median(to_static[(method, of)]),
+                "rounds": len(ms[(method, of)]), "steps_per_round": steps, "warmup": warmup, "batch_size": batch_size,
+                "clock": CLOCK[0],
+                "error": errors.get((method, of)),
+            })
+        for (peer, peer_method, route), info in peer_info.items():
+            key = (peer, peer_method, route)
+            peer_rows.append({
+                "peer": peer, "peer_method": peer_method, "route": route, "method": info["method"], "of": info["of"],
+                "tasks": n_tasks, "peer_ms": _median(peer_ms[key]), "ours_ms": _median(ms[(info["method"], info["of"])]),
+                "ours_over_peer": _median(to_peer[key]), "rounds": len(to_peer[key]), "clock": CLOCK[0],
+                "peer_error": info["error"],
+                "ours_error": errors.get((info["method"], info["of"])),
+            })
+    return ours_rows, peer_rows
 
 
 # ---- peers -----------------------------------------------------------------------------------------------------
@@ -183,44 +230,42 @@ def peer_python(peer: str, envs: Path) -> Path:
     return python
 
 
-def measure_peer(peer: str, envs: Path, tasks: list[int], steps: int, warmup: int, batch_size: int,
-                 only: str = "") -> list[dict[str, Any]]:
-    try:
-        python = peer_python(peer, envs)
-    except (subprocess.CalledProcessError, OSError) as e:
-        print(f"{peer}: could not be installed: {e}", flush=True)
-        return [{"peer": peer, "error": f"not installed: {e}"}]
-    command = [str(python), str(PEERS / PEER_ENVS[peer][2]), "--tasks", ",".join(map(str, tasks)),
-               "--steps", str(steps), "--warmup", str(warmup), "--batch-size", str(batch_size)]
-    if only:
-        command += ["--only", only]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=PEERS)
-    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    for row in rows:
-        shown = f"{row['ms']:.2f} ms/step" if row["ms"] is not None else f"FAILED {row['error']}"
-        print(f"{peer} T={row['tasks']} {row['peer_method']} ({row['route']}): {shown}", flush=True)
-    if done.returncode != 0:
-        print(f"{peer}: exit {done.returncode}: {done.stderr[-2000:]}", flush=True)
-        rows.append({"peer": peer, "error": f"exit {done.returncode}: {done.stderr.strip().splitlines()[-1:]}"})
-    return rows
+class PeerServer:
+    """A peer's timing script running in its own environment (``--serve``), timing one method per request."""
 
+    def __init__(self, peer: str, envs: Path) -> None:
+        self.peer = peer
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+        command = [str(peer_python(peer, envs)), str(PEERS / PEER_ENVS[peer][2]), "--serve"]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                                        cwd=PEERS)
+        self.methods: list[dict[str, str]] = self._read()["methods"]
 
-def compare_with_peers(ours: list[dict[str, Any]], peers: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each peer timing with our time of the same method, number of tasks and level, and ours / peer."""
-    mine = {(r["method"], r["of"], r["tasks"]): r for r in ours}
-    out = []
-    for p in peers:
-        if "route" not in p:
-            continue
-        of = "representation" if p["route"] == "representation" else "parameters"
-        our = mine.get((p["method"], of, p["tasks"]))
-        our_ms = our["ms"] if our is not None else None
-        ratio = our_ms / p["ms"] if our_ms is not None and p["ms"] else None
-        out.append({"peer": p["peer"], "peer_method": p["peer_method"], "route": p["route"], "method": p["method"],
-                    "of": of, "tasks": p["tasks"], "peer_ms": p["ms"], "ours_ms": our_ms, "ours_over_peer": ratio,
-                    "peer_error": p["error"], "ours_error": our["error"] if our is not None else "not registered"})
-    return out
+    def _read(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self.peer}'s timing script ended (exit {self.process.wait()})")
+        return dict(json.loads(line))
+
+    def matching(self, method: str, of: str) -> list[tuple[str, str]]:
+        """The peer's (method, route) pairs that compute our ``method`` at level ``of``."""
+        level = {"representation": "representation"}
+        return [(m["peer_method"], m["route"]) for m in self.methods
+                if m["method"] == method and level.get(m["route"], "parameters") == of]
+
+    def time(self, peer_method: str, route: str, tasks: int, steps: int, warmup: int, batch_size: int) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        request = {"peer_method": peer_method, "route": route, "tasks": tasks, "steps": steps, "warmup": warmup,
+                   "batch_size": batch_size, "clock": CLOCK[0]}
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait(timeout=60)
 
 
 # ---- output ----------------------------------------------------------------------------------------------------
@@ -266,8 +311,9 @@ def _ints(text: str) -> list[int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=_ints, default=[2, 10, 40], help="numbers of tasks (default 2,10,40)")
-    parser.add_argument("--steps", type=int, default=50, help="timed steps per method (default 50)")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed steps first (default 10)")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per round (default 20)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps before them (default 5)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds over all methods (default 3)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--methods", default="", help="comma-separated balancers (default: every registered one)")
     parser.add_argument("--no-representation", action="store_true", help="skip the of=representation variants")
@@ -276,28 +322,38 @@ def main() -> None:
     parser.add_argument("--peer-envs", type=Path, default=PEERS, help="folder of the peers' .venv-* (created)")
     parser.add_argument("--cagrad-t3", action=argparse.BooleanOptionalAction, default=True,
                         help="also time cagrad at T=3, the only T at which LibMTL 1.1.5's CAGrad runs")
-    parser.add_argument("--quick", action="store_true", help="T=2,10, 10 steps after 3, no peers")
+    parser.add_argument("--clock", choices=list(CLOCKS), default="cpu",
+                        help="cpu: the process's CPU time per step (default; steady on a shared machine); wall")
+    parser.add_argument("--quick", action="store_true", help="T=2,10, one round of 10 steps after 3, no peers")
     parser.add_argument("--out", type=Path, default=RESULTS)
     a = parser.parse_args()
     if a.quick:
-        a.tasks, a.steps, a.warmup, a.no_peers = [2, 10], 10, 3, True
+        a.tasks, a.steps, a.warmup, a.rounds, a.no_peers = [2, 10], 10, 3, 1, True
     torch.set_num_threads(1)
+    CLOCK[0] = a.clock
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("multitask").setLevel(logging.ERROR)
-    names = list(BALANCERS.names())
-    methods = [m for m in a.methods.split(",") if m] or names
+    methods = [m for m in a.methods.split(",") if m] or list(BALANCERS.names())
     if "static" not in methods:
         methods = ["static", *methods]
     started = time.perf_counter()
-    ours = measure_ours(methods, a.tasks, a.steps, a.warmup, a.batch_size, not a.no_representation)
-    peers: list[dict[str, Any]] = []
-    if not a.no_peers:
-        for peer in filter(None, a.peers.split(",")):
-            peers += measure_peer(peer, a.peer_envs, a.tasks, a.steps, a.warmup, a.batch_size)
-        if a.cagrad_t3 and "libmtl" in a.peers and "cagrad" in methods and 3 not in a.tasks:
-            ours += measure_ours(["static", "cagrad"], [3], a.steps, a.warmup, a.batch_size, False)
-            peers += measure_peer("libmtl", a.peer_envs, [3], a.steps, a.warmup, a.batch_size, only="EW,CAGrad")
-    versus = compare_with_peers(ours, peers)
+    servers: list[PeerServer] = []
+    for peer in [] if a.no_peers else [p for p in a.peers.split(",") if p]:
+        try:
+            servers.append(PeerServer(peer, a.peer_envs))
+        except (subprocess.CalledProcessError, OSError, RuntimeError) as e:
+            print(f"{peer}: not timed: {e}", flush=True)
+    try:
+        ours, versus = measure(methods, a.tasks, a.steps, a.warmup, a.rounds, a.batch_size, not a.no_representation,
+                               servers)
+        libmtl = [s for s in servers if s.peer == "libmtl"]
+        if a.cagrad_t3 and libmtl and "cagrad" in methods and 3 not in a.tasks:
+            more, more_versus = measure(["static", "cagrad"], [3], a.steps, a.warmup, a.rounds, a.batch_size, False,
+                                        libmtl)
+            ours, versus = ours + more, versus + more_versus
+    finally:
+        for server in servers:
+            server.close()
     suffix = "_quick" if a.quick else ""
     write_csv(a.out / f"step_time{suffix}.csv", ours)
     if versus:

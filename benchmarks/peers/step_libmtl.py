@@ -17,7 +17,7 @@ import types
 
 import numpy as np
 import torch
-from _peer_common import arguments, batches, encoder, report, time_steps
+from _peer_common import Methods, Step, encoder, main
 from torch import nn
 
 sys.modules["LibMTL.model"] = types.ModuleType("LibMTL.model")  # torchvision's ResNets: not needed here
@@ -25,7 +25,7 @@ from LibMTL import weighting  # noqa: E402
 from LibMTL.architecture import HPS  # noqa: E402
 
 #: LibMTL weighting -> (our method, weight_args, routes: "parameters" and/or "representation" (rep_grad))
-METHODS: dict[str, tuple[str, dict[str, object], tuple[str, ...]]] = {
+WEIGHTINGS: dict[str, tuple[str, dict[str, object], tuple[str, ...]]] = {
     "EW": ("static", {}, ("parameters",)),
     "UW": ("uncertainty", {}, ("parameters",)),
     "DWA": ("dwa", {"T": 2.0}, ("parameters",)),
@@ -39,6 +39,7 @@ METHODS: dict[str, tuple[str, dict[str, object], tuple[str, ...]]] = {
     "GradVac": ("gradvac", {"beta": 0.5}, ("parameters",)),
     "GradDrop": ("graddrop", {"leak": 0.0}, ("representation",)),
 }
+METHODS: Methods = {(m, r): ours for m, (ours, _, routes) in WEIGHTINGS.items() for r in routes}
 
 
 def build(method: str, tasks: int, rep_grad: bool) -> tuple[nn.Module, torch.optim.Optimizer]:
@@ -62,33 +63,22 @@ def build(method: str, tasks: int, rep_grad: bool) -> tuple[nn.Module, torch.opt
     return model, torch.optim.Adam(model.parameters(), lr=1e-3)
 
 
-def main() -> None:
-    a = arguments(__doc__.splitlines()[0])
-    only = set(filter(None, a.only.split(",")))
-    for tasks in (int(t) for t in a.tasks.split(",")):
-        data = batches(tasks, a.batch_size)
-        for method, (ours, kwargs, routes) in METHODS.items():
-            if only and method not in only:
-                continue
-            for route in routes:
-                torch.manual_seed(0)
-                random.seed(0)
-                model, optimizer = build(method, tasks, route == "representation")
-                names = list(model.task_name)
+def make_step(method: str, route: str, tasks: int) -> Step:
+    random.seed(0)
+    model, optimizer = build(method, tasks, route == "representation")
+    names = list(model.task_name)
+    kwargs = WEIGHTINGS[method][1]
 
-                def step(x: torch.Tensor, y: torch.Tensor, model=model, optimizer=optimizer, names=names,
-                         kwargs=kwargs) -> None:
-                    model.train()
-                    optimizer.zero_grad()
-                    preds = model(x)
-                    losses = torch.stack(
-                        [nn.functional.mse_loss(preds[n].squeeze(1), y[:, i]) for i, n in enumerate(names)]
-                    )
-                    model.backward(losses, **kwargs)
-                    optimizer.step()
+    def step(x: torch.Tensor, y: torch.Tensor) -> None:
+        model.train()
+        optimizer.zero_grad()
+        preds = model(x)
+        losses = torch.stack([nn.functional.mse_loss(preds[n].squeeze(1), y[:, i]) for i, n in enumerate(names)])
+        model.backward(losses, **kwargs)
+        optimizer.step()
 
-                report("libmtl", method, ours, route, tasks, lambda step=step, data=data: time_steps(step, data, a.warmup, a.steps))
+    return step
 
 
 if __name__ == "__main__":
-    main()
+    main("libmtl", __doc__.splitlines()[0], METHODS, make_step)

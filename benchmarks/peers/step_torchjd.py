@@ -16,14 +16,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from _peer_common import arguments, batches, encoder, heads, report, time_steps
+from _peer_common import Methods, Step, encoder, heads, main
 from torch import nn
 from torchjd import aggregation as agg
 from torchjd.autogram import Engine
 from torchjd.autojac import jac_to_grad, mtl_backward
 
 #: torchjd name -> (our method, aggregator factory or None, weighting factory or None), given the number of tasks
-METHODS: dict[str, tuple[str, Callable[[int], agg.Aggregator] | None, Callable[[int], agg.Weighting] | None]] = {
+FACTORIES: dict[str, tuple[str, Callable[[int], agg.Aggregator] | None, Callable[[int], agg.Weighting] | None]] = {
     "Sum": ("static", lambda t: agg.Sum(), lambda t: agg.SumWeighting()),
     "Random": ("rlw", lambda t: agg.Random(), lambda t: agg.RandomWeighting()),
     "MGDA": ("mgda", lambda t: agg.MGDA(), lambda t: agg.MGDAWeighting()),
@@ -45,7 +45,7 @@ METHODS: dict[str, tuple[str, Callable[[int], agg.Aggregator] | None, Callable[[
 }
 
 
-def autojac_step(tasks: int, aggregator: agg.Aggregator) -> Callable[[torch.Tensor, torch.Tensor], None]:
+def autojac_step(tasks: int, aggregator: agg.Aggregator) -> Step:
     enc, hs = encoder(), heads(tasks)
     shared = list(enc.parameters())
     optimizer = torch.optim.Adam([*shared, *hs.parameters()], lr=1e-3)
@@ -61,7 +61,7 @@ def autojac_step(tasks: int, aggregator: agg.Aggregator) -> Callable[[torch.Tens
     return step
 
 
-def autogram_step(tasks: int, weighting: agg.Weighting) -> Callable[[torch.Tensor, torch.Tensor], None]:
+def autogram_step(tasks: int, weighting: agg.Weighting) -> Step:
     enc, hs = encoder(), heads(tasks)
     engine = Engine(enc, batch_dim=None)
     optimizer = torch.optim.Adam([*enc.parameters(), *hs.parameters()], lr=1e-3)
@@ -77,27 +77,21 @@ def autogram_step(tasks: int, weighting: agg.Weighting) -> Callable[[torch.Tenso
     return step
 
 
-def main() -> None:
-    a = arguments(__doc__.splitlines()[0])
-    only = set(filter(None, a.only.split(",")))
-    for tasks in (int(t) for t in a.tasks.split(",")):
-        data = batches(tasks, a.batch_size)
-        for name, (ours, make_aggregator, make_weighting) in METHODS.items():
-            if only and name not in only:
-                continue
-            for route, factory, builder in (
-                ("autojac", make_aggregator, autojac_step),
-                ("autogram", make_weighting, autogram_step),
-            ):
-                if factory is None:
-                    continue
-                torch.manual_seed(0)
+def make_step(method: str, route: str, tasks: int) -> Step:
+    _, make_aggregator, make_weighting = FACTORIES[method]
+    if route == "autojac":
+        assert make_aggregator is not None
+        return autojac_step(tasks, make_aggregator(tasks))
+    assert make_weighting is not None
+    return autogram_step(tasks, make_weighting(tasks))
 
-                def run(factory=factory, builder=builder, tasks=tasks, data=data) -> list[float]:
-                    return time_steps(builder(tasks, factory(tasks)), data, a.warmup, a.steps)
 
-                report("torchjd", name, ours, route, tasks, run)
-
+METHODS: Methods = {
+    (name, route): ours
+    for name, (ours, aggregator, weighting) in FACTORIES.items()
+    for route, factory in (("autojac", aggregator), ("autogram", weighting))
+    if factory is not None
+}
 
 if __name__ == "__main__":
-    main()
+    main("torchjd", __doc__.splitlines()[0], METHODS, make_step)
