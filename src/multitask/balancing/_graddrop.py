@@ -50,9 +50,12 @@ class GradDrop(Balancing):
         purity = torch.where(mass > 0, 0.5 * (1 + total / torch.where(mass > 0, mass, 1)), 0.5)
         draws = torch.rand(j.shape[1], generator=self.generator(), dtype=torch.float64)
         draws = draws.to(j.device, j.dtype)
-        masks = (purity > draws) & (j > 0) | (purity < draws) & (j < 0)
-        kept = (self.leak + (1 - self.leak) * masks.to(j.dtype)) * j
-        squares = (j * j).sum(dim=1)
-        shares = (kept * j).sum(dim=1).double() / torch.where(squares > 0, squares, 1).double()
+        # one sign per coordinate: the positive components pass where purity > draw, else the negative ones
+        positive = purity > draws
+        kept = torch.where((j > 0) == positive, j, 0.0)
+        if self.leak > 0:
+            kept = self.leak * j + (1 - self.leak) * kept
+        squares = torch.linalg.vector_norm(j, dim=1).double() ** 2
+        shares = (kept * j).sum(dim=1).double() / torch.where(squares > 0, squares, 1)
         self.weights_ = torch.where(squares > 0, shares, 0)
         return kept.sum(dim=0)
