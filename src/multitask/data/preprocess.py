@@ -315,6 +315,20 @@ class Preprocessor:
         """Per source: the feature width, or the image shape (C, H, W)."""
         return {n: (c.image_shape if c.image_shape is not None else c.width) for n, c in self.sources.items()}
 
+    def categorical_columns(self, source: str) -> list[tuple[str, int, int]]:
+        """``(column, position, levels)`` of each categorical feature of a tabular ``source``: its one-hot
+        block is features ``position .. position + levels − 1`` (what a deep model may embed instead,
+        :class:`multitask.nn.InputSpec`); an all-zero block is a level not seen in training."""
+        if source not in self.sources:
+            raise ConfigError(f"unknown source {source!r}; sources: {', '.join(self.sources)}")
+        out: list[tuple[str, int, int]] = []
+        position = 0
+        for col in self.sources[source].columns:
+            if col.kind == "categorical" and col.width > 0:
+                out.append((col.name, position, col.width))
+            position += col.width
+        return out
+
     def output_sizes(self) -> dict[str, int]:
         return {t: c.n_outputs for t, c in self.targets.items()}
 

@@ -30,6 +30,7 @@ from torch import nn
 
 from multitask.errors import ConfigError
 from multitask.nn._conv import ConvEncoder
+from multitask.nn._embedding import Category, EmbeddingEncoder, categories_of
 from multitask.nn._mlp import dense
 from multitask.tasks import Task
 
@@ -43,10 +44,17 @@ COMMON_ARGUMENTS = ("inputs", "tasks", "task_source", "output_sizes")
 
 @dataclass(frozen=True)
 class InputSpec:
-    """What one source feeds the model: ``dim`` tabular features, or images of ``image_shape = (C, H, W)``."""
+    """What one source feeds the model: ``dim`` tabular features, or images of ``image_shape = (C, H, W)``.
+
+    ``categories`` (tabular only): the categorical columns among the ``dim`` features, each a one-hot block
+    ``[position, position + levels)`` that the encoder embeds (:class:`~multitask.nn._embedding.Category`,
+    given as such or as ``{column, position, levels, size}``); empty: every feature goes to the first dense
+    layer as it is. :meth:`tabular` builds one from the preprocessing's ``(column, position, levels)``.
+    """
 
     dim: int | None = None
     image_shape: tuple[int, int, int] | None = None
+    categories: tuple[Category, ...] = ()
 
     def __post_init__(self) -> None:
         if (self.dim is None) == (self.image_shape is None):
@@ -60,10 +68,69 @@ class InputSpec:
                     f"image_shape must be (C, H, W) with positive sizes, got {self.image_shape}"
                 )
             object.__setattr__(self, "image_shape", shape)
+        if not isinstance(self.categories, list | tuple):
+            raise ConfigError(f"categories must be a list of categorical columns, got {self.categories!r}")
+        categories = tuple(Category.from_dict(c) for c in self.categories)
+        object.__setattr__(self, "categories", categories)
+        if categories and self.dim is None:
+            raise ConfigError("categorical columns (categories) apply to tabular inputs, not images")
+        taken: dict[int, str] = {}
+        for c in categories:
+            if c.position + c.levels > int(self.dim or 0):
+                raise ConfigError(
+                    f"categorical column {c.column!r}: columns {c.position}..{c.position + c.levels - 1} "
+                    f"are beyond the input's {self.dim} features"
+                )
+            for j in range(c.position, c.position + c.levels):
+                if j in taken:
+                    raise ConfigError(f"categorical columns {taken[j]!r} and {c.column!r} overlap at feature {j}")
+                taken[j] = c.column
+        names = [c.column for c in categories]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"a categorical column is named twice in {names}")
+
+    @classmethod
+    def tabular(
+        cls, dim: int, columns: Sequence[tuple[str, int, int]] = (), embedding_sizes: dict[str, int] | None = None
+    ) -> InputSpec:
+        """A tabular input of ``dim`` features whose categorical ``(column, position, levels)`` are embedded,
+        sizes from ``embedding_sizes`` (``{column: size}``) where given, else :func:`embedding_size`."""
+        return cls(dim=dim, categories=categories_of(columns, embedding_sizes))
+
+    @classmethod
+    def of_sources(
+        cls,
+        shapes: dict[str, int | tuple[int, int, int]],
+        columns: dict[str, list[tuple[str, int, int]]] | None = None,
+        embedding_sizes: dict[str, int] | None = None,
+    ) -> dict[str, InputSpec]:
+        """Per source, its input: images of the shape ``(C, H, W)``, or tabular features of the width, whose
+        categorical ``columns[source]`` (``(column, position, levels)``) are embedded, sizes from
+        ``embedding_sizes`` (``{column: size}``, a column of any source)."""
+        columns = columns or {}
+        if embedding_sizes is not None and not isinstance(embedding_sizes, dict):
+            raise ConfigError(f"embedding_sizes must map column names to sizes, got {embedding_sizes!r}")
+        sizes = dict(embedding_sizes or {})
+        known = {name for cols in columns.values() for name, _, _ in cols}
+        unknown = [c for c in sizes if c not in known]
+        if unknown:
+            listed = ", ".join(sorted(known)[:10]) or "none embedded"
+            raise ConfigError(f"embedding_sizes: {unknown[0]!r} is not a categorical column (categorical: {listed})")
+        specs: dict[str, InputSpec] = {}
+        for source, shape in shapes.items():
+            if isinstance(shape, tuple | list):
+                specs[source] = cls(image_shape=(int(shape[0]), int(shape[1]), int(shape[2])))
+                continue
+            cols = columns.get(source, [])
+            names = {name for name, _, _ in cols}
+            specs[source] = cls.tabular(int(shape), cols, {c: k for c, k in sizes.items() if c in names})
+        return specs
 
     def to_dict(self) -> dict[str, Any]:
         if self.image_shape is not None:
             return {"image_shape": list(self.image_shape)}
+        if self.categories:
+            return {"dim": self.dim, "categories": [c.to_dict() for c in self.categories]}
         return {"dim": self.dim}
 
     @classmethod
@@ -73,7 +140,7 @@ class InputSpec:
         if d.get("image_shape") is not None:
             c, h, w = d["image_shape"]
             return cls(image_shape=(int(c), int(h), int(w)))
-        return cls(dim=int(d["dim"]))
+        return cls(dim=int(d["dim"]), categories=d.get("categories") or ())
 
 
 def check_tasks(
@@ -106,7 +173,12 @@ def squeeze_scalar(task: Task, output: torch.Tensor) -> torch.Tensor:
 
 
 class InputEncoders(nn.ModuleDict):
-    """One encoder per source, ``(n_s, ...) -> (n_s, width)``; module keys by position (``s0``, ``s1``, …)."""
+    """One encoder per source, ``(n_s, ...) -> (n_s, width)``; module keys by position (``s0``, ``s1``, …).
+
+    Tabular: ``Linear -> norm -> activation -> dropout`` of the features, with the categorical columns of
+    ``InputSpec.categories`` embedded first (:class:`~multitask.nn._embedding.EmbeddingEncoder`); images:
+    :class:`ConvEncoder`.
+    """
 
     def __init__(self, inputs: dict[str, Any], width: int, activation: str, norm: str, dropout: float) -> None:
         super().__init__()
@@ -114,6 +186,8 @@ class InputEncoders(nn.ModuleDict):
         for source, spec in inputs.items():
             if spec.image_shape is not None:
                 encoder: nn.Module = ConvEncoder(spec.image_shape, width, activation, norm, dropout)
+            elif spec.categories:
+                encoder = EmbeddingEncoder(spec.dim, spec.categories, width, activation, norm, dropout)
             else:
                 encoder = dense(spec.dim, width, activation, norm, dropout)
             self[self.source_keys[source]] = encoder
