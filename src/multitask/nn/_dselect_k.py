@@ -69,13 +69,13 @@ class DSelectGate(nn.Module):
         codes = [[(e >> (self.bits - 1 - j)) & 1 for j in range(self.bits)] for e in range(experts)]
         self.register_buffer("codes", torch.tensor(codes, dtype=torch.float32).reshape(experts, self.bits), False)
         if self.reads_input:
-            self.z_map, self.alpha_map = nn.Linear(d_in, k * self.bits), nn.Linear(d_in, k)
-            for layer, bound in ((self.z_map, gamma / 100), (self.alpha_map, 0.05)):
-                nn.init.uniform_(layer.weight, -bound, bound)
-                nn.init.uniform_(layer.bias, -bound, bound)
+            self.alpha_map = _uniform(nn.Linear(d_in, k), 0.05)
+            if self.bits:  # one expert: no code to choose
+                self.z_map = _uniform(nn.Linear(d_in, k * self.bits), gamma / 100)
         else:
-            self.z = nn.Parameter(torch.empty(k, self.bits).uniform_(-gamma / 100, gamma / 100))
             self.alpha = nn.Parameter(torch.empty(k).uniform_(-0.05, 0.05))
+            if self.bits:
+                self.z = nn.Parameter(torch.empty(k, self.bits).uniform_(-gamma / 100, gamma / 100))
         #: the selectors ``r`` of the last forward pass, ``(n, k, E)`` (example routing), for :meth:`penalty`
         self.last_selectors: torch.Tensor | None = None
 
@@ -83,10 +83,11 @@ class DSelectGate(nn.Module):
         """``(softmax(α), r)``: ``(k,)`` and ``(k, E)`` (task routing) or ``(n, k)`` and ``(n, k, E)``."""
         if self.reads_input:
             assert rows is not None, "a per-example gate needs the rows it routes"
-            z = self.z_map(rows).reshape(rows.shape[0], self.k, self.bits)
             alpha = self.alpha_map(rows)
+            z = self.z_map(rows).reshape(rows.shape[0], self.k, self.bits) if self.bits else alpha[..., None][..., :0]
         else:
-            z, alpha = self.z, self.alpha
+            alpha = self.alpha
+            z = self.z if self.bits else alpha[:, None][:, :0]
         s = smooth_step(z, self.gamma).unsqueeze(-2)  # (..., k, 1, m)
         codes = self.codes.to(s.dtype)
         r = (codes * s + (1 - codes) * (1 - s)).prod(dim=-1)  # (..., k, E)
@@ -169,3 +170,9 @@ class DSelectK(MultiGate):
             experts, expert_hidden, tower_hidden, activation, norm, dropout, head, head_penalty, task_embedding, gate
         )
 
+
+def _uniform(layer: nn.Linear, bound: float) -> nn.Linear:
+    """``layer`` with weights and bias drawn uniformly in ``[-bound, bound]``."""
+    nn.init.uniform_(layer.weight, -bound, bound)
+    nn.init.uniform_(layer.bias, -bound, bound)
+    return layer
