@@ -47,7 +47,9 @@ class InformationTransfer(nn.Module):
 
 
 class AITM(Architecture):
-    """AITM: ``ŷ_t = σ(head_t(z_t))``, ``z_1 = q_1``, ``z_t = AIT(g_{t−1}(z_{t−1}), q_t)``, ``q_t = tower_t(bottom)``.
+    """AITM: ``ŷ_t = σ(head_t(z_t))``, ``z_t = AIT(g_{t−1}(z_{t−1}), q_t)``: each funnel step reads the one before.
+
+    ``z_1 = q_1``; ``q_t = tower_t(bottom(encoder(x)))``.
 
     Binary tasks in funnel order (option ``sequence``, default: the tasks in their order; 2 or more), each
     labelled on every impression (1 where the impression reached the step). Per step ``t``:

@@ -81,7 +81,7 @@ def product_logit(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 class ESMM(Architecture):
-    """ESMM: task 1 is ``logit pCTR``, task 2 is ``logit pCTCVR = logit(pCTR · pCVR)`` (:func:`product_logit`).
+    """ESMM: task 1 is ``logit pCTR``, task 2 ``logit pCTCVR = logit(pCTR · pCVR)``, both over every impression.
 
     Two binary tasks in funnel order (option ``sequence``, default: the tasks in their order), both labelled
     on every impression: the click, then click-and-conversion (1 only where the impression was clicked and
@@ -92,7 +92,7 @@ class ESMM(Architecture):
     * a CTR tower and a CVR tower, dense blocks ``bottom_hidden[-1] -> tower_hidden[0] -> ... ->
       tower_hidden[-1]``, each ending in its task's head (:class:`~multitask.nn.TaskHeads`: ``head``,
       ``head_penalty``, ``task_embedding``), which give the logits of pCTR and of pCVR;
-    * the second task's output combines them: ``logit(σ(l_ctr) σ(l_cvr))``.
+    * the second task's output combines them: ``logit(σ(l_ctr) σ(l_cvr))``, in log space (:func:`product_logit`).
 
     The conversion rate given a click, pCVR, is no output of the trainer: :meth:`cvr` returns it
     (``model.eval(); model.cvr({source: x})``), and ``pCTCVR / pCTR`` equals it. Predictions for the second
