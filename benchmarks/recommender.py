@@ -1,7 +1,7 @@
 """Funnel models on generated impressions: CTCVR AUC over all impressions, ESMM and AITM against the usual ways.
 
     python -m benchmarks.recommender                    # seeds 0,1,2: about 3 minutes on one thread
-    python -m benchmarks.recommender --seeds 0 --rows 20000
+    python -m benchmarks.recommender --rows 10000 --name recommender_10k   # fewer clicks: 1,000 per seed
 
 Data: :func:`multitask.datasets._funnel.funnel` (impression → click → conversion, conversion only after a
 click; ``x2`` raises clicks and lowers conversion given a click, so the clicked rows are a biased sample).
@@ -23,7 +23,8 @@ system needs), ``ctr_auc``, ``cvr_auc_clicked`` (pCVR against observed conversio
 rows) and ``cvr_auc_entire`` (pCVR against a conversion drawn from the true P(conversion | click, x) for
 every test impression, clicked or not: what the CVR model is used for; pCTCVR / pCTR where a model has no
 pCVR of its own). ``oracle`` scores the true rates. Writes ``benchmarks/results/architectures/
-recommender_runs.csv`` (one row per seed and model) and ``recommender.csv`` (mean and sd over seeds).
+NAME_runs.csv`` (one row per seed and model) and ``NAME.csv`` (mean and sd over seeds; ``--name``, default
+``recommender``).
 """
 
 from __future__ import annotations
@@ -177,6 +178,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=50_000, help="training (and test) impressions per seed")
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from: {', '.join(MODELS)}")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder of the CSV files")
+    parser.add_argument("--name", default="recommender", help="file stem: NAME.csv and NAME_runs.csv")
     a = parser.parse_args()
     torch.set_num_threads(1)
     models = [m for m in a.models.split(",") if m]
@@ -185,8 +187,8 @@ def main() -> None:
         parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}")
     runs = [row for seed in (int(s) for s in a.seeds.split(",")) for row in run_seed(seed, a.rows, models)]
     summary = summarize(runs)
-    write(a.out / "recommender_runs.csv", runs)
-    write(a.out / "recommender.csv", summary)
+    write(a.out / f"{a.name}_runs.csv", runs)
+    write(a.out / f"{a.name}.csv", summary)
     for row in summary:
         print(f"{row['model']:24s} " + " ".join(
             f"{m} {row[m + '_mean']:.4f}±{row[m + '_sd']:.4f}" for m in METRICS
