@@ -41,12 +41,12 @@ def case(name: str) -> tuple[list[Task], dict[str, InputSpec], dict[str, int]]:
     """The tasks, inputs and output sizes the contract uses for architecture ``name``.
 
     Mixed kinds on one tabular source, unless the class says otherwise: ``task_kinds`` (the kinds it takes:
-    tasks of the first one), ``image_only`` (an image source).
+    tasks of the first one, ``task_count`` of them or 3), ``image_only`` (an image source).
     """
     cls = MODELS.get(name)
     kinds = getattr(cls, "task_kinds", None)
     if kinds:
-        tasks = [Task(f"{kinds[0][0]}{i}", kinds[0]) for i in range(3)]
+        tasks = [Task(f"{kinds[0][0]}{i}", kinds[0]) for i in range(getattr(cls, "task_count", None) or 3)]
         sizes = {t.name: 1 if t.kind in ("regression", "binary") else 3 for t in tasks}
     else:
         tasks, sizes = list(MIXED), dict(SIZES)

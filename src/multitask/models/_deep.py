@@ -158,16 +158,21 @@ class Deep:
 
     @classmethod
     def search_space(cls, name: str, tasks: Sequence[Task]) -> list[Param]:
-        """Learning rate, weight decay, width and depth of the hidden layers, dropout, and the balancing method
-        (gradient-based methods only up to 10 tasks: they cost one backward pass per task and step)."""
+        """Learning rate, weight decay, width and depth of the hidden layers and dropout (where the architecture
+        has these options), and the balancing method (gradient-based methods only up to 10 tasks: they cost
+        one backward pass per task and step)."""
         balancers = [b for b in BALANCERS.names()
                      if len(tasks) <= MAX_GRADIENT_TASKS or getattr(BALANCERS.get(b), "needs", "losses") == "losses"]
+        takes = inspect.signature(MODELS.get(name)).parameters
         return [
             Param("train.lr", 1e-4, 1e-2, log=True),
             Param("train.weight_decay", 1e-6, 1e-2, log=True),
-            Param("model_options.hidden", choices=("64", "128", "256", "128,64", "256,128", "256,128,64"),
-                  decode=lambda s: [int(w) for w in str(s).split(",")]),
-            Param("model_options.dropout", 0.0, 0.5),
+            *(
+                [Param("model_options.hidden", choices=("64", "128", "256", "128,64", "256,128", "256,128,64"),
+                       decode=lambda s: [int(w) for w in str(s).split(",")])]
+                if "hidden" in takes else []
+            ),
+            *([Param("model_options.dropout", 0.0, 0.5)] if "dropout" in takes else []),
             Param("train.balancer", choices=tuple(balancers)),
         ]
 

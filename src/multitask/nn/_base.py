@@ -337,6 +337,8 @@ class Architecture(nn.Module):
     task_kinds: ClassVar[tuple[str, ...] | None] = None
     #: whether it reads images only (an attention over a conv encoder's feature maps, say)
     image_only: ClassVar[bool] = False
+    #: the number of tasks it takes when fixed (ESMM: click and conversion); None: any number
+    task_count: ClassVar[int | None] = None
 
     def __init__(
         self,
