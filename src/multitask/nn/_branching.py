@@ -58,9 +58,9 @@ class LearnedTree(Architecture):
       reads ``Σ_i z_ij y_i`` with ``z_j = softmax((θ_j + g_j) / τ)``, ``g_ij ~ Gumbel(0, 1)`` drawn once per forward
       pass from torch's global random state (which the trainer seeds per epoch);
     * the temperature anneals geometrically with the training forward passes that build a graph, ``s`` (a
-      buffer, so that resuming goes on where it stopped; one per step, two per micro-batch under gradient
-      accumulation): ``τ_s = τ_0 (τ_f / τ_0)^{min(s / S, 1)}`` (``temperature``, ``final_temperature``,
-      ``anneal_steps``);
+      buffer, so that resuming goes on where it stopped; one per step, or one or two per micro-batch under
+      gradient accumulation, whose replayed pass sees the clock one tick later):
+      ``τ_s = τ_0 (τ_f / τ_0)^{min(s / S, 1)}`` (``temperature``, ``final_temperature``, ``anneal_steps``);
     * in evaluation ``z_j`` is one-hot at ``argmax θ_j``: a fixed tree, deterministic, what a saved and loaded
       model predicts with. :meth:`learned_tree` writes that tree as the option ``tree`` of the ``tree``
       architecture (same ``hidden``) to retrain it, as the paper does.
@@ -158,7 +158,7 @@ class LearnedTree(Architecture):
         for logits, layer in zip(self.logits, self.layers, strict=True):
             mixed = torch.einsum("cp,pnh->cnh", self._choice(logits, temperature), y)
             assert isinstance(layer, nn.ModuleList)
-            y = torch.stack([node(mixed[j]) for j, node in enumerate(layer)])
+            y = torch.stack([node(part) for part, node in zip(mixed.unbind(0), layer, strict=True)])
         z = self._choice(torch.stack([self.task_logits[self.keys[t.name]] for t in self.tasks]), temperature)
         per_source = dict(zip(sources, torch.split(y, sizes, dim=1), strict=True))
         features: dict[str, torch.Tensor] = {}
@@ -166,10 +166,10 @@ class LearnedTree(Architecture):
             index = [i for i, t in enumerate(self.tasks) if self.task_source[t.name] == s]
             if not index:
                 continue
-            mixed = torch.einsum("cp,pnh->cnh", z[index], per_source[s])
-            for j, i in enumerate(index):
+            parts = torch.einsum("cp,pnh->cnh", z[index], per_source[s]).unbind(0)  # unbind: one gradient copy
+            for part, i in zip(parts, index, strict=True):
                 name = self.tasks[i].name
-                features[name] = self.task_nodes[self.keys[name]](mixed[j])
+                features[name] = self.task_nodes[self.keys[name]](part)
         return self.task_heads(features)
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
