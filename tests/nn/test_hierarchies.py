@@ -253,6 +253,12 @@ def test_training_noise_comes_from_the_global_random_state_and_evaluation_is_det
     assert all(torch.equal(e1[t], e2[t]) for t in e1)
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_learned_tree_gives_empty_outputs_for_a_source_without_rows(training: bool) -> None:
+    out = _learned().train(training)(_inputs(n_x=0, n_y=3))
+    assert out["a"].shape == (0,) and out["c"].shape == (0, 3) and out["d"].shape == (3,)
+
+
 def _force(model: LearnedTree, layer_parents: list[list[int]], task_parents: dict[str, int]) -> None:
     """Set the logits so that the argmax parents are the ones given."""
     with torch.no_grad():
