@@ -326,6 +326,8 @@ def main() -> None:
                         help="cpu: the process's CPU time per step (default; steady on a shared machine); wall")
     parser.add_argument("--quick", action="store_true", help="T=2,10, one round of 10 steps after 3, no peers")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--append", action="store_true",
+                        help="keep the rows of the CSV files for numbers of tasks not timed in this run")
     a = parser.parse_args()
     if a.quick:
         a.tasks, a.steps, a.warmup, a.rounds, a.no_peers = [2, 10], 10, 3, 1, True
@@ -343,24 +345,38 @@ def main() -> None:
             servers.append(PeerServer(peer, a.peer_envs))
         except (subprocess.CalledProcessError, OSError, RuntimeError) as e:
             print(f"{peer}: not timed: {e}", flush=True)
+    suffix = "_quick" if a.quick else ""
+    ours: list[dict[str, Any]] = []
+    versus: list[dict[str, Any]] = []
     try:
-        ours, versus = measure(methods, a.tasks, a.steps, a.warmup, a.rounds, a.batch_size, not a.no_representation,
-                               servers)
+        plan = [([n], methods, not a.no_representation, servers) for n in a.tasks]
         libmtl = [s for s in servers if s.peer == "libmtl"]
         if a.cagrad_t3 and libmtl and "cagrad" in methods and 3 not in a.tasks:
-            more, more_versus = measure(["static", "cagrad"], [3], a.steps, a.warmup, a.rounds, a.batch_size, False,
-                                        libmtl)
+            plan.append(([3], ["static", "cagrad"], False, libmtl))
+        for tasks, chosen, representation, peers in plan:
+            more, more_versus = measure(chosen, tasks, a.steps, a.warmup, a.rounds, a.batch_size, representation,
+                                        peers)
             ours, versus = ours + more, versus + more_versus
+            # written after each T, so that an interrupted run keeps what it measured
+            save(a.out / f"step_time{suffix}.csv", ours, a.append)
+            if versus:
+                save(a.out / "step_time_peers.csv", versus, a.append)
     finally:
         for server in servers:
             server.close()
-    suffix = "_quick" if a.quick else ""
-    write_csv(a.out / f"step_time{suffix}.csv", ours)
-    if versus:
-        write_csv(a.out / "step_time_peers.csv", versus)
     print_tables(ours, versus, sorted({r["tasks"] for r in ours}))
     print(f"\n{len(ours)} timings of ours, {len(versus)} of peers in {time.perf_counter() - started:.0f} s; "
           f"written to {a.out}")
+
+
+def save(path: Path, rows: list[dict[str, Any]], append: bool) -> None:
+    """Write ``rows``; with ``append``, keep the rows already in ``path`` for the numbers of tasks not in them."""
+    kept: list[dict[str, Any]] = []
+    if append and path.exists():
+        measured = {str(r["tasks"]) for r in rows}
+        with open(path, newline="") as f:
+            kept = [r for r in csv.DictReader(f) if r["tasks"] not in measured]
+    write_csv(path, kept + rows)
 
 
 if __name__ == "__main__":
