@@ -208,3 +208,14 @@ def test_demo_uses_local_census_income(shared_data: Path, tmp_path: Path, monkey
     for task in ("income", "never_married"):
         auc = result.metrics[task]["auc"]
         assert auc is not None and auc > 0.92  # on all 99,762 rows the published level is 0.945 / 0.993
+
+
+def test_model_option_flags_add_to_the_config_files_model_options(tmp_path: Path) -> None:
+    from multitask.config import load_config
+
+    path = tmp_path / "run.yaml"
+    path.write_text("dataset: synthetic\nmodel: hard-sharing\nmodel_options: {head: shared, hidden: [8]}\n")
+    cfg = load_config(path, {"model_options": {"hidden": [16, 8]}})
+    assert cfg.model_options == {"head": "shared", "hidden": [16, 8]}
+    other = load_config(path, {"model": "mmoe", "model_options": {"experts": 2}})
+    assert other.model_options == {"experts": 2}  # another model: the file's options were for hard-sharing

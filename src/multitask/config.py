@@ -324,7 +324,13 @@ def load_config(path: str | Path | None, overrides: dict[str, Any]) -> RunConfig
             raise ConfigError(f"{p}: a config file must be a mapping of option: value, got {type(loaded).__name__}")
         data = loaded
     train_overrides = overrides.pop("train", {})
+    option_overrides = overrides.pop("model_options", None) or {}
     merged = {**data, **{k: v for k, v in overrides.items() if v is not None}}
+    if option_overrides:  # --model-option, --hidden, --dropout add to the file's model_options
+        found = data.get("model_options")
+        file_options: dict[str, Any] = found if isinstance(found, dict) else {}
+        same_model = overrides.get("model") in (None, data.get("model"))
+        merged["model_options"] = {**(file_options if same_model else {}), **option_overrides}
     if train_overrides:
         merged["train"] = {**(merged.get("train") or {}), **{k: v for k, v in train_overrides.items() if v is not None}}
     try:

@@ -7,6 +7,7 @@ weights), written by the trainer, plus ``checkpoint.pt`` and ``log.jsonl`` while
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -30,12 +31,16 @@ from multitask.train import (
     load_model,
     save_model,
 )
+from multitask.train._checkpoint import atomic_write_bytes
 
 if TYPE_CHECKING:
     from typing import Self
 
     from multitask.config import RunConfig
 
+
+#: where a learned-branching model's tree goes in its run directory
+LEARNED_TREE_FILE = "learned_tree.json"
 
 #: a search offers gradient-based balancing methods only up to this many tasks
 MAX_GRADIENT_TASKS = 10
@@ -117,6 +122,12 @@ class Deep:
         self.net_ = result.model
         self.tasks_ = list(tasks)
         self.best_epoch_ = result.best_epoch
+        learned = getattr(self.net_, "learned_tree", None)
+        if callable(learned) and run_dir is not None and is_main_process():
+            # the tree a learned-branching model found, as the `tree` option of the tree architecture
+            text = json.dumps({"model": "tree", "tree": learned(), "hidden": list(getattr(self.net_, "hidden", []))},
+                              indent=2, allow_nan=False)
+            atomic_write_bytes(run_dir / LEARNED_TREE_FILE, (text + "\n").encode())
         return self
 
     @torch.no_grad()
