@@ -44,6 +44,13 @@ LEARNED_TREE_FILE = "learned_tree.json"
 
 #: a search offers gradient-based balancing methods only up to this many tasks
 MAX_GRADIENT_TASKS = 10
+#: ``model_options`` read by the family itself (how categorical features reach the network), not passed on
+#: to the architecture: ``categorical`` (``onehot``: the one-hot columns as they are; ``embedding``: each
+#: categorical column embedded, see :class:`multitask.nn.InputSpec`) and ``embedding_sizes`` (``{column: size}``)
+INPUT_OPTIONS = ("categorical", "embedding_sizes")
+CATEGORICAL = ("onehot", "embedding")
+#: the default of ``categorical``: the winner of benchmarks/categorical_embeddings.py on census-income
+DEFAULT_CATEGORICAL = "onehot"
 
 
 def _source_of(pre: Preprocessor, task: Task) -> str:
@@ -73,28 +80,33 @@ class Deep:
         every task's kind and size is checked before anything is trained or written."""
         cls = MODELS.get(self.name)
         try:
-            inspect.signature(cls).bind(inputs=None, tasks=None, task_source=None, output_sizes=None, **self.options)
+            inspect.signature(cls).bind(inputs=None, tasks=None, task_source=None, output_sizes=None,
+                                        **self._architecture_options())
         except TypeError as e:
             raise ConfigError(f"model_options for {self.name!r}: {e}") from None
         self._build(tasks, pre, {t.name: _source_of(pre, t) for t in tasks})
 
+    def _architecture_options(self) -> dict[str, Any]:
+        return {k: v for k, v in self.options.items() if k not in INPUT_OPTIONS}
+
     def _build(self, tasks: Sequence[Task], pre: Preprocessor, task_source: dict[str, str]) -> nn.Module:
         from multitask.nn import InputSpec
 
-        used = set(task_source.values())
-        inputs = {
-            s: InputSpec(image_shape=v) if isinstance(v, tuple) else InputSpec(dim=v)
-            for s, v in pre.input_shapes().items()
-            if s in used
-        }
+        used = [s for s in pre.input_shapes() if s in set(task_source.values())]
+        categorical = self.options.get("categorical", DEFAULT_CATEGORICAL)
+        if categorical not in CATEGORICAL:
+            raise ConfigError(f"model_options: categorical must be one of {', '.join(CATEGORICAL)}, got {categorical!r}")
+        columns = {s: pre.categorical_columns(s) for s in used} if categorical == "embedding" else {}
         sizes = pre.output_sizes()
         try:
+            inputs = InputSpec.of_sources({s: pre.input_shapes()[s] for s in used}, columns,
+                                          self.options.get("embedding_sizes"))
             net: nn.Module = MODELS.get(self.name)(
                 inputs=inputs,
                 tasks=list(tasks),
                 task_source=task_source,
                 output_sizes={t.name: sizes[t.name] for t in tasks},
-                **self.options,
+                **self._architecture_options(),
             )
         except ConfigError as e:
             raise ConfigError(f"model_options for {self.name!r}: {e}") from None
