@@ -21,8 +21,9 @@ import torch
 from multitask import Task
 from multitask.data.arrays import Arrays
 from multitask.errors import ConfigError
-from multitask.nn import HardSharing, InputSpec
+from multitask.nn import MLP, HardSharing, InputSpec
 from multitask.nn._dselect_k import DSelectGate, DSelectK, smooth_step
+from multitask.nn._experts import Experts
 from multitask.nn._mmoe import MMoE
 from multitask.nn._ple import CGC, PLE, ExtractionLevel
 from multitask.train import TrainConfig, fit
@@ -66,6 +67,14 @@ def test_gate_usage_is_each_tasks_mean_gate_on_the_simplex(cls: type, options: d
         assert u.shape == (width,) and not u.requires_grad
         assert float(u.sum()) == pytest.approx(1.0, abs=1e-6) and bool((u >= 0).all())
     assert not all(torch.allclose(u, before[t]) for t, u in usage.items())  # recorded, not the initial value
+
+
+@pytest.mark.parametrize(("cls", "options"), MODELS, ids=IDS)
+def test_a_batch_without_rows_gives_empty_outputs(cls: type, options: dict[str, Any]) -> None:
+    model = _build(cls, norm="batch", **options)
+    out = model({"s": torch.zeros(0, 5)})
+    assert out["r"].shape == (0,) and out["m"].shape == (0, 3)
+    assert all(bool(torch.isfinite(u).all()) for u in model.gate_usage().values())
 
 
 def test_every_gate_row_lies_on_the_simplex() -> None:
@@ -228,6 +237,27 @@ def test_the_representation_is_what_the_task_parts_read() -> None:
     assert set(static) == {"s0.experts", "s1.experts"}  # static gates read no input
 
 
+@pytest.mark.parametrize("norm", ["none", "layer", "batch"])
+def test_the_expert_pool_is_independent_mlps_computed_together(norm: str) -> None:
+    torch.manual_seed(0)
+    pool = Experts(3, 5, (8, 6), "tanh", norm, 0.0)
+    x = _rows(10, 5)
+    out = pool(x)
+    assert out.shape == (10, 3, 6)
+    for e in range(3):
+        mlp = MLP((5, 8, 6), "tanh", norm)
+        with torch.no_grad():
+            for layer in range(2):
+                block: Any = mlp[layer]
+                norm_layer: Any = pool.norms[layer]
+                block[0].weight.copy_(pool.weights[layer][e].T)
+                block[0].bias.copy_(pool.biases[layer][e])
+                if norm == "layer":
+                    block[1].weight.uniform_()  # per-expert affine weights: make them differ
+                    norm_layer.weight[e].copy_(block[1].weight)
+        torch.testing.assert_close(pool(x)[:, e], mlp(x))
+
+
 # ---- MMoE -------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("cls", "options"), [(MMoE, {}), (DSelectK, {"k": 1}), (DSelectK, {"routing": "task"})])
 @pytest.mark.parametrize("head", ["separate", "shared"])
@@ -241,12 +271,9 @@ def test_with_one_expert_the_mixture_is_the_shared_bottom_network(
     torch.manual_seed(0)
     mixture = cls(inputs, tasks, source, sizes, experts=1, expert_hidden=[16], tower_hidden=[], head=head, **options)
     shared_bottom = HardSharing(inputs, tasks, source, sizes, hidden=(16, 16), head=head)
-    state = {}
-    for key, value in mixture.state_dict().items():
-        if key.startswith("expert_pool.experts.0."):
-            state["trunk." + key.removeprefix("expert_pool.experts.0.")] = value
-        elif key.startswith(("encoders.", "task_heads.")):
-            state[key] = value
+    state = {k: v for k, v in mixture.state_dict().items() if k.startswith(("encoders.", "task_heads."))}
+    state["trunk.0.0.weight"] = mixture.expert_pool.weights[0][0].detach().T  # the expert's (in, out) as (out, in)
+    state["trunk.0.0.bias"] = mixture.expert_pool.biases[0][0].detach()
     shared_bottom.load_state_dict(state)
     x = {"x": _rows(6, 4), "y": _rows(5, 3)}
     a, b = mixture(x), shared_bottom(x)
@@ -263,7 +290,8 @@ def test_mmoe_mixes_the_experts_with_each_tasks_softmax_gate() -> None:
     model = _build(MMoE, experts=3)
     x = _rows()
     h = model.encoders({"s": x})["s"]
-    experts = torch.stack([e(h) for e in model.expert_pool.experts], dim=1)
+    pool = model.expert_pool
+    experts = torch.stack([torch.relu(h @ pool.weights[0][e] + pool.biases[0][e]) for e in range(3)], dim=1)
     features = {}
     for i, t in enumerate(TASKS):
         weights = torch.softmax(h @ model.gates[i].logits.weight.T, dim=-1)

@@ -7,13 +7,16 @@ mixture weights over experts, ``(n, d_in) -> (n, E)`` (rows on the simplex); :fu
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from multitask.errors import ConfigError
-from multitask.nn._mlp import MAX_WIDTH, MLP
+from multitask.nn._mlp import ACTIVATIONS, MAX_WIDTH, BatchNorm, check_activation, check_norm
 
 __all__ = ["Experts", "SoftmaxGate", "UsageMeter", "check_count", "check_widths", "mix"]
 
@@ -39,19 +42,62 @@ def check_widths(option: str, value: object, allow_empty: bool = False) -> tuple
 class Experts(nn.Module):
     """``E`` expert MLPs over the same rows: ``x (n, d_in) -> [f_1(x), ..., f_E(x)] (n, E, hidden[-1])``.
 
-    Expert ``e`` is dense blocks ``d_in -> hidden[0] -> ... -> hidden[-1]`` (``Linear -> norm -> activation
-    -> dropout``, :class:`~multitask.nn.MLP`), with its own weights.
+    Expert ``e`` is dense blocks ``d_in -> hidden[0] -> ... -> hidden[-1]`` (``Linear -> norm -> activation ->
+    dropout``, as :class:`~multitask.nn.MLP`) with its own weights. The experts are computed together: layer
+    ``l`` holds the weights of every expert, ``(E, d, d')`` (initialised as ``nn.Linear``: uniform in
+    ``±1/√d``), and one batched product applies them; ``norm="layer"`` normalises each expert's features,
+    ``"batch"`` each feature of each expert (batch norm over the ``E·d'`` features).
     """
 
     def __init__(
         self, count: int, d_in: int, hidden: Sequence[int], activation: str, norm: str, dropout: float
     ) -> None:
         super().__init__()
-        self.count, self.out_dim = count, int(hidden[-1])
-        self.experts = nn.ModuleList(MLP((d_in, *hidden), activation, norm, dropout) for _ in range(count))
+        check_activation(activation)
+        check_norm(norm)
+        self.count, self.out_dim, self.norm = count, int(hidden[-1]), norm
+        self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
+        self.norms = nn.ModuleList()
+        for a, b in itertools.pairwise((d_in, *hidden)):
+            bound = 1.0 / math.sqrt(a)
+            self.weights.append(nn.Parameter(torch.empty(count, a, b).uniform_(-bound, bound)))
+            self.biases.append(nn.Parameter(torch.empty(count, b).uniform_(-bound, bound)))
+            self.norms.append(_ExpertNorm(norm, count, b))
+        self.activation = ACTIVATIONS[activation]()
+        self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([expert(x) for expert in self.experts], dim=1)
+        n = x.shape[0]
+        z = x
+        for layer, (weight, bias, norm) in enumerate(zip(self.weights, self.biases, self.norms, strict=True)):
+            if layer == 0:  # every expert reads the same rows: one product with the experts side by side
+                flat = weight.permute(1, 0, 2).reshape(weight.shape[1], -1)
+                z = (x @ flat).reshape(n, self.count, weight.shape[2])
+            else:
+                z = torch.einsum("ned,edh->neh", z, weight)
+            z = self.drop(self.activation(norm(z + bias)))
+        return z
+
+
+class _ExpertNorm(nn.Module):
+    """Normalization of ``(n, E, d)`` expert features, per expert: layer norm over each expert's ``d``
+    features with its own affine weights, or batch norm of each of the ``E·d`` features; or none."""
+
+    def __init__(self, norm: str, count: int, dim: int) -> None:
+        super().__init__()
+        self.kind = norm
+        if norm == "layer":
+            self.weight = nn.Parameter(torch.ones(count, dim))
+            self.bias = nn.Parameter(torch.zeros(count, dim))
+        elif norm == "batch":
+            self.batch = BatchNorm(count * dim)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if self.kind == "layer":
+            return F.layer_norm(z, z.shape[-1:]) * self.weight + self.bias
+        if self.kind == "batch":
+            return self.batch(z.reshape(z.shape[0], z.shape[1] * z.shape[2])).reshape(z.shape)
+        return z
 
 
 class SoftmaxGate(nn.Module):
@@ -70,7 +116,7 @@ class SoftmaxGate(nn.Module):
 
 def mix(weights: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
     """``Σ_e weights[:, e] · experts[:, e]``: ``(n, E)`` weights and ``(n, E, d)`` outputs -> ``(n, d)``."""
-    return torch.einsum("ne,ned->nd", weights.to(experts.dtype), experts)
+    return (weights.to(experts.dtype).unsqueeze(-1) * experts).sum(dim=1)
 
 
 class UsageMeter:
