@@ -25,7 +25,7 @@ the wall clock also counts the other processes' turns). The *equal wall-clock* c
 seconds per epoch)`` epochs (at least the configured number) without
 early stopping, its best validation epoch kept. Such runs differ only in their length and follow one
 trajectory, so the longest one's validation scores tell which epoch a budget ``B`` keeps, and one run per
-kept epoch suffices (:func:`prefix_best`). A method no slower than 1.2 × ``static`` is compared with
+kept epoch suffices (:func:`prefix_best`); the first such run is 2.5 × the configured epochs long (or ``B``). A method no slower than 1.2 × ``static`` is compared with
 ``static`` itself.
 
 The data sets (``$MULTITASK_DATA`` or ``--data-dir``, never downloaded):
@@ -84,6 +84,9 @@ RESULTS = REPO / "benchmarks" / "results" / "balancing"
 DEFAULT_DATA = Path(os.environ.get("MULTITASK_DATA", REPO.parent / "shared" / "data"))
 #: a method at most this many times slower than static is compared at equal wall-clock with static itself
 SAME_BUDGET = 1.2
+#: a first run of equal weights for a budget is this many times the configured epochs (at least the budget),
+#: so that its scores answer the later budgets too
+LONG_BUDGET = 2.5
 RUN_FIELDS = ["dataset", "seed", "method", "role", "epochs", "patience", "epochs_run", "best_epoch", "seconds",
               "cpu_seconds", "delta_m_stl", "delta_m_pooled", "metrics", "valid_scores", "budget_of", "commit", "error"]
 
@@ -273,14 +276,16 @@ def run_dataset(name: str, bench: Bench, seeds: list[int], methods: list[str], d
             epochs = budget_epochs(static_row, float(row["cpu_seconds"]))
             if same_time(runs, name, seed, epochs) is not None:
                 continue
+            # a kept epoch known from a longer run: run to it; else a run long enough for the budgets to come
             kept = prefix_best(runs, name, seed, epochs)
-            budget = base.model_copy(update={"train": base.train.model_copy(
-                update={"epochs": kept or epochs, "patience": None})})
+            length = kept or max(epochs, math.ceil(LONG_BUDGET * base.train.epochs))
+            budget = base.model_copy(update={"train": base.train.model_copy(update={"epochs": length, "patience": None})})
             brow, new = run_one(runs, name, seed, "static", "budget", budget, p, budget_of=method)
             if brow is not None and new:
                 brow = runs.add(score(brow, tasks, stl, pooled))
                 print(f"{name} seed {seed} static for {budget.train.epochs} epochs (the time of {method}: "
-                      f"{epochs}): delta_m {brow['delta_m_stl']}, {brow['cpu_seconds']} s CPU", flush=True)
+                      f"{epochs}; kept epoch {brow['best_epoch']}): delta_m {brow['delta_m_stl']}, "
+                      f"{brow['cpu_seconds']} s CPU", flush=True)
 
 
 def budget_epochs(static_row: dict[str, Any], seconds: float) -> int:
