@@ -7,7 +7,8 @@ Per seed: ``--n-images`` MultiMNIST images (pairing seed = the seed), 20% of the
 holds out 20% of the rest for early stopping (patience 5) and is scored on the test part: accuracy of the
 left and of the right digit. Models, all through :func:`multitask.runs.train` with Adam (lr 1e-3, batch 32,
 one thread): single-task hard-sharing networks (one per digit, ``baseline="stl"``), hard sharing,
-cross-stitch, MTAN (channels 16, 32, 32: about the compute of two conv columns) and MMoE when it is
+cross-stitch, MTAN (channels 16, 32, 32: about the compute of two conv columns; a 4x4 read-out like
+the conv encoder of the others) and MMoE when it is
 registered. Writes ``benchmarks/results/architectures/multimnist.csv`` (one row per seed and model; seconds
 are wall-clock, hard-sharing's including its two single-task networks) and ``multimnist_summary.csv`` (mean
 and standard deviation over seeds). Seeds can run in parallel processes (``--seeds 0 --name part0``, …)
@@ -42,7 +43,7 @@ TASKS = ("left", "right")
 MODELS_RUN: list[tuple[str, str, dict[str, Any]]] = [
     ("hard-sharing", "hard-sharing", {}),
     ("cross-stitch", "cross-stitch", {}),
-    ("mtan", "mtan", {"channels": [16, 32, 32]}),
+    ("mtan", "mtan", {"channels": [16, 32, 32], "pool": 4}),
     ("mmoe", "mmoe", {}),
 ]
 

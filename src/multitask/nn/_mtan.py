@@ -96,7 +96,7 @@ class MTAN(Architecture):
     for the i-th source (``(n_s, channels[b-1], H_b, W_b)``); the attention modules are the task part.
     :meth:`shared_parameters`: the shared encoders and shared heads; :meth:`task_parameters`: each task's
     attention modules and head. Image sources only (a task reading a tabular source is refused).
-    Defaults: ``channels=(32, 64, 64)``, ``activation="relu"``, ``dropout=0.0``, ``pool=4``.
+    Defaults: ``channels=(32, 64, 64)``, ``activation="relu"``, ``dropout=0.0``, ``pool=2``.
 
     Convolutions start from He initialisation. Differences from the paper: ``f`` follows the pooling (in
     the paper it precedes it), no batch normalisation in the attention modules or encoder (its statistics
@@ -115,7 +115,7 @@ class MTAN(Architecture):
         channels: Sequence[int] = (32, 64, 64),
         activation: str = "relu",
         dropout: float = 0.0,
-        pool: int = 4,
+        pool: int = 2,
         head: str = "separate",
         head_penalty: float = 1e-3,
         task_embedding: int = 8,
