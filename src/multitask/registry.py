@@ -76,6 +76,17 @@ MODELS = Registry(
     {
         "hard-sharing": "multitask.nn:HardSharing",
         "pooled-mlp": "multitask.nn._pooled:PooledMLP",
+        "shared-bottom": "multitask.nn._shared_bottom:SharedBottom",
+        "esmm": "multitask.nn._esmm:ESMM",
+        "aitm": "multitask.nn._aitm:AITM",
+        "tree": "multitask.nn._tree:DeclaredTree",
+        "learned-tree": "multitask.nn._branching:LearnedTree",
+        "cross-stitch": "multitask.nn._cross_stitch:CrossStitch",
+        "mtan": "multitask.nn._mtan:MTAN",
+        "mmoe": "multitask.nn._mmoe:MMoE",
+        "cgc": "multitask.nn._ple:CGC",
+        "ple": "multitask.nn._ple:PLE",
+        "dselect-k": "multitask.nn._dselect_k:DSelectK",
     },
 )
 
@@ -223,6 +234,7 @@ DATASETS = Registry(
         "census-income": "multitask.datasets:census_income",
         "multimnist": "multitask.datasets:multimnist",
         "synthetic": "multitask.datasets:synthetic",
+        "funnel": "multitask.datasets._funnel:funnel",
     },
 )
 
