@@ -274,18 +274,23 @@ def run_dataset(name: str, bench: Bench, seeds: list[int], methods: list[str], d
                 continue
             # equal weights given this method's wall time
             epochs = budget_epochs(static_row, float(row["cpu_seconds"]))
-            if same_time(runs, name, seed, epochs) is not None:
-                continue
-            # a kept epoch known from a longer run: run to it; else a run long enough for the budgets to come
+            if prefix_best(runs, name, seed, epochs) is None:  # no run this long yet: one long enough for more
+                length = max(epochs, math.ceil(LONG_BUDGET * base.train.epochs))
+                run_budget(runs, name, seed, base, p, length, method, tasks, stl, pooled)
             kept = prefix_best(runs, name, seed, epochs)
-            length = kept or max(epochs, math.ceil(LONG_BUDGET * base.train.epochs))
-            budget = base.model_copy(update={"train": base.train.model_copy(update={"epochs": length, "patience": None})})
-            brow, new = run_one(runs, name, seed, "static", "budget", budget, p, budget_of=method)
-            if brow is not None and new:
-                brow = runs.add(score(brow, tasks, stl, pooled))
-                print(f"{name} seed {seed} static for {budget.train.epochs} epochs (the time of {method}: "
-                      f"{epochs}; kept epoch {brow['best_epoch']}): delta_m {brow['delta_m_stl']}, "
-                      f"{brow['cpu_seconds']} s CPU", flush=True)
+            if kept is not None and same_time(runs, name, seed, epochs) is None:  # the run that stops at it
+                run_budget(runs, name, seed, base, p, kept, method, tasks, stl, pooled)
+
+
+def run_budget(runs: Runs, name: str, seed: int, base: RunConfig, p: Prepared, epochs: int, method: str,
+               tasks: list[Task], stl: Metrics, pooled: Metrics | None) -> None:
+    """Equal weights for ``epochs`` epochs without early stopping (the best validation epoch kept)."""
+    budget = base.model_copy(update={"train": base.train.model_copy(update={"epochs": epochs, "patience": None})})
+    brow, new = run_one(runs, name, seed, "static", "budget", budget, p, budget_of=method)
+    if brow is not None and new:
+        brow = runs.add(score(brow, tasks, stl, pooled))
+        print(f"{name} seed {seed} static for {epochs} epochs (for the time of {method}; kept epoch "
+              f"{brow['best_epoch']}): delta_m {brow['delta_m_stl']}, {brow['cpu_seconds']} s CPU", flush=True)
 
 
 def budget_epochs(static_row: dict[str, Any], seconds: float) -> int:
