@@ -66,7 +66,7 @@ def head_options(name: str) -> list[dict[str, str]]:
     import inspect
 
     if "head" in inspect.signature(MODELS.get(name)).parameters:
-        return [{"head": form} for form in HEADS]
+        return [{"head": form} for form in HEADS if form != "auto"]  # auto is one of the others
     return [{}]
 
 
@@ -75,9 +75,11 @@ def data(name: str, n: int = 96, seed: int = 0) -> Arrays:
     tasks, inputs, _ = case(name)
     rng = np.random.default_rng(seed)
     spec = inputs["s"]
-    if spec.image_shape is not None:
-        x = rng.normal(size=(n, *spec.image_shape)).astype(np.float32)
-        flat = x.reshape(n, -1)[:, :6]
+    if spec.image_shape is not None:  # piecewise-constant images: 2 x 2 blocks of the latent values, a bit of noise
+        c, h, w = spec.image_shape
+        z = rng.normal(size=(n, c, 2, 2))
+        x = (np.kron(z, np.ones((h // 2, w // 2))) + 0.1 * rng.normal(size=(n, c, h, w))).astype(np.float32)
+        flat = z.reshape(n, -1)
     else:
         x = rng.normal(size=(n, spec.dim or 1)).astype(np.float32)
         flat = x

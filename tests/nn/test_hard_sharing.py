@@ -158,8 +158,8 @@ def test_input_spec_needs_exactly_one_kind() -> None:
 
 
 def test_build_model_rejects_unknown_or_incomplete_descriptions() -> None:
-    with pytest.raises(ConfigError, match="unknown model 'mmoe'"):
-        build_model({"model": "mmoe"})
+    with pytest.raises(ConfigError, match="unknown model 'no-such-model'"):
+        build_model({"model": "no-such-model"})
     with pytest.raises(ConfigError, match="'model'"):
         build_model({})
     with pytest.raises(ConfigError, match="incomplete or invalid: missing a required argument: 'tasks'"):

@@ -40,7 +40,7 @@ def aitm(names: tuple[str, ...] = ("click", "apply", "approve"), **options: Any)
     """An AITM whose later steps start likelier than the earlier ones (head biases -1, 0, 1, ...)."""
     torch.manual_seed(0)
     model = AITM(INPUTS, binary(*names), dict.fromkeys(names, "s"), **options)
-    if model.head == "separate":
+    if model.task_heads.mode == "separate":
         with torch.no_grad():
             for i, name in enumerate(names):
                 model.task_heads._linear(name).bias.fill_(i - 1.0)

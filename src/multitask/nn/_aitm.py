@@ -70,7 +70,7 @@ class AITM(Architecture):
     group heads of ``head="shared"``/``"embedding"``); step ``t`` owns its tower, its transfer ``g_{t−1}``,
     its AIT module and its head (later steps' losses reach them too, through the transfer). Defaults:
     ``sequence=None``, ``calibration=0.6`` (the paper's α), ``bottom_hidden=(64,)``, ``tower_hidden=(64, 32)``,
-    ``dropout=0.0``, ``activation="relu"``, ``norm="none"``, ``head="separate"``, ``head_penalty=1e-3``,
+    ``dropout=0.0``, ``activation="relu"``, ``norm="none"``, ``head="auto"``, ``head_penalty=1e-3``,
     ``task_embedding=8``.
     """
 
@@ -90,7 +90,7 @@ class AITM(Architecture):
         dropout: float = 0.0,
         activation: str = "relu",
         norm: str = "none",
-        head: str = "separate",
+        head: str = "auto",
         head_penalty: float = 1e-3,
         task_embedding: int = 8,
     ) -> None:

@@ -37,7 +37,10 @@ from multitask.tasks import Task
 #: kinds whose head has one output and returns shape ``(n,)``
 SCALAR_KINDS = ("regression", "binary")
 #: the forms of the task heads (option ``head`` of every architecture)
-HEADS = ("separate", "shared", "embedding")
+HEADS = ("auto", "separate", "shared", "embedding")
+#: ``head="auto"`` is ``shared`` when some group (tasks of one kind and output size) has this many tasks, else
+#: ``separate``: on School (139 schools) shared heads beat separate ones on every split (docs/architectures.md)
+AUTO_SHARED_TASKS = 10
 #: the arguments every architecture's constructor takes before its own options
 COMMON_ARGUMENTS = ("inputs", "tasks", "task_source", "output_sizes")
 
@@ -207,7 +210,8 @@ class InputEncoders(nn.ModuleDict):
 class TaskHeads(nn.Module):
     """The last layer of every task: ``{task: features (n, d)} -> {task: output}`` (``(n,)`` or ``(n, k)``).
 
-    Forms (``mode``):
+    Forms (``mode``; ``auto``: ``shared`` when a group has at least ``AUTO_SHARED_TASKS`` tasks, else
+    ``separate``):
 
     * ``separate`` — ``f_t(z) = W_t z + b_t``. One-output heads that read the same features tensor are
       applied as one matrix product (139 schools: one operation).
@@ -237,12 +241,16 @@ class TaskHeads(nn.Module):
         if isinstance(embedding_dim, bool) or not isinstance(embedding_dim, int) or not 1 <= embedding_dim <= 4096:
             raise ConfigError(f"task_embedding must be a whole number in [1, 4096], got {embedding_dim!r}")
         self.tasks = list(tasks)
-        self.mode, self.penalty_strength = mode, float(penalty)
+        self.penalty_strength = float(penalty)
         self.keys = {t.name: f"t{i}" for i, t in enumerate(self.tasks)}
         self.output_sizes = dict(output_sizes)
         groups: dict[tuple[str, int], list[str]] = {}
         for t in self.tasks:
             groups.setdefault((t.kind, self.output_sizes[t.name]), []).append(t.name)
+        if mode == "auto":
+            mode = "shared" if max(len(g) for g in groups.values()) >= AUTO_SHARED_TASKS else "separate"
+        #: the form in use (``auto`` resolved)
+        self.mode = mode
         self.group_of = {name: f"g{i}" for i, members in enumerate(groups.values()) for name in members}
         self.group_size = {f"g{i}": size for i, (_, size) in enumerate(groups)}
         if mode == "separate":

@@ -88,7 +88,7 @@ class LearnedTree(Architecture):
         dropout: float = 0.0,
         activation: str = "relu",
         norm: str = "none",
-        head: str = "separate",
+        head: str = "auto",
         head_penalty: float = 1e-3,
         task_embedding: int = 8,
     ) -> None:

@@ -78,7 +78,7 @@ class CrossStitch(Architecture):
         norm: str = "none",
         self_weight: float = 0.9,
         max_columns: int = 16,
-        head: str = "separate",
+        head: str = "auto",
         head_penalty: float = 1e-3,
         task_embedding: int = 8,
     ) -> None:

@@ -131,7 +131,7 @@ class DSelectK(MultiGate):
 
     Defaults: ``experts=4``, ``k=2``, ``gamma=1.0``, ``entropy=1e-6`` (the authors' default), ``routing=
     "example"``, ``expert_hidden=(64,)``, ``tower_hidden=(32,)``, ``activation="relu"``, ``norm="none"``,
-    ``dropout=0.0``, ``head="separate"``.
+    ``dropout=0.0``, ``head="auto"``.
     """
 
     name = "dselect-k"
@@ -152,7 +152,7 @@ class DSelectK(MultiGate):
         activation: str = "relu",
         norm: str = "none",
         dropout: float = 0.0,
-        head: str = "separate",
+        head: str = "auto",
         head_penalty: float = 1e-3,
         task_embedding: int = 8,
     ) -> None:

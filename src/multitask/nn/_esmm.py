@@ -102,7 +102,7 @@ class ESMM(Architecture):
     group heads of ``head="shared"``/``"embedding"``); the click task owns the CTR tower and head, the
     conversion task the CVR tower and head (the conversion loss reaches the CTR tower too, through the
     product: that is the model). Defaults: ``sequence=None``, ``bottom_hidden=(64,)``,
-    ``tower_hidden=(64, 32)``, ``dropout=0.0``, ``activation="relu"``, ``norm="none"``, ``head="separate"``,
+    ``tower_hidden=(64, 32)``, ``dropout=0.0``, ``activation="relu"``, ``norm="none"``, ``head="auto"``,
     ``head_penalty=1e-3``, ``task_embedding=8``.
     """
 
@@ -123,7 +123,7 @@ class ESMM(Architecture):
         dropout: float = 0.0,
         activation: str = "relu",
         norm: str = "none",
-        head: str = "separate",
+        head: str = "auto",
         head_penalty: float = 1e-3,
         task_embedding: int = 8,
     ) -> None:

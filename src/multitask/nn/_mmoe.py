@@ -155,7 +155,7 @@ class MMoE(MultiGate):
     With one expert the gate is 1 and MMoE is a shared-bottom network with towers.
 
     Defaults: ``experts=4``, ``expert_hidden=(64,)``, ``tower_hidden=(32,)``, ``activation="relu"``,
-    ``norm="none"``, ``dropout=0.0``, ``head="separate"``.
+    ``norm="none"``, ``dropout=0.0``, ``head="auto"``.
     """
 
     name = "mmoe"
@@ -172,7 +172,7 @@ class MMoE(MultiGate):
         activation: str = "relu",
         norm: str = "none",
         dropout: float = 0.0,
-        head: str = "separate",
+        head: str = "auto",
         head_penalty: float = 1e-3,
         task_embedding: int = 8,
     ) -> None:

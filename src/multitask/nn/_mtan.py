@@ -116,7 +116,7 @@ class MTAN(Architecture):
         activation: str = "relu",
         dropout: float = 0.0,
         pool: int = 2,
-        head: str = "separate",
+        head: str = "auto",
         head_penalty: float = 1e-3,
         task_embedding: int = 8,
     ) -> None:

@@ -76,7 +76,7 @@ class PLE(Architecture):
     :meth:`gate_usage`: each task's last-level gate weights, own experts first then the shared ones, averaged
     over the rows of the last forward pass. Defaults: ``levels=2``, ``shared_experts=2``, ``task_experts=2``,
     ``expert_hidden=(64,)``, ``tower_hidden=(32,)``, ``activation="relu"``, ``norm="none"``, ``dropout=0.0``,
-    ``head="separate"``.
+    ``head="auto"``.
     """
 
     name = "ple"
@@ -95,7 +95,7 @@ class PLE(Architecture):
         activation: str = "relu",
         norm: str = "none",
         dropout: float = 0.0,
-        head: str = "separate",
+        head: str = "auto",
         head_penalty: float = 1e-3,
         task_embedding: int = 8,
     ) -> None:
@@ -253,7 +253,7 @@ class CGC(PLE):
         activation: str = "relu",
         norm: str = "none",
         dropout: float = 0.0,
-        head: str = "separate",
+        head: str = "auto",
         head_penalty: float = 1e-3,
         task_embedding: int = 8,
     ) -> None:

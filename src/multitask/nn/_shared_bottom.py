@@ -68,7 +68,7 @@ class SharedBottom(Architecture):
     (and the group heads of ``head="shared"``/``"embedding"``); each task's own: its tower and head.
 
     Defaults: ``bottom_hidden=(128, 64)``, ``tower_hidden=(32,)``, ``dropout=0.0``, ``activation="relu"``,
-    ``norm="none"``, ``head="separate"``, ``head_penalty=1e-3``, ``task_embedding=8``.
+    ``norm="none"``, ``head="auto"``, ``head_penalty=1e-3``, ``task_embedding=8``.
     """
 
     name = "shared-bottom"
@@ -84,7 +84,7 @@ class SharedBottom(Architecture):
         dropout: float = 0.0,
         activation: str = "relu",
         norm: str = "none",
-        head: str = "separate",
+        head: str = "auto",
         head_penalty: float = 1e-3,
         task_embedding: int = 8,
     ) -> None:

@@ -110,7 +110,17 @@ class Stepper:
                     "and does not run under torchrun; use of='parameters'"
                 )
         wrapped: nn.Module = WithRepresentation(model) if self.at_representation else model
-        if ddp.enabled:
+        #: a gradient method at the parameters: the shared part's gradient is computed from the global
+        #: Jacobian, so the step writes it and synchronizes the other parameters' gradients itself (no DDP
+        #: wrapper; the same arithmetic with one process as with several)
+        self.direct = self.needs != "losses" and not self.at_representation
+        self.own = [
+            p for p in model.parameters() if p.requires_grad and id(p) not in {id(q) for q in self.shared}
+        ]
+        if ddp.enabled and self.direct:
+            for tensor in [*model.parameters(), *model.buffers()]:  # start from rank 0's weights, as DDP does
+                ddp.broadcast(tensor.data)
+        elif ddp.enabled:
             device_ids = [ddp.device.index] if ddp.device.type == "cuda" else None
             wrapped = DistributedDataParallel(wrapped, device_ids=device_ids)
         #: what the loop calls ``train()`` on and forwards through
@@ -193,6 +203,7 @@ class Stepper:
         # ---- backpropagate Σ_t c_t l_t, micro-batch by micro-batch ----------------------------------------------
         c = coefficients.detach().to(self.ddp.device) * self.ddp.world_size
         offset = 0
+        penalty_grad: torch.Tensor | None = None
         for m, batch in enumerate(batches):
             last = m == k - 1
             if cached is not None:
@@ -209,23 +220,60 @@ class Stepper:
                     offset += r.numel()
             with self._sync(last):
                 total = (c.to(f.losses.dtype) * f.losses).sum()
-                if last:
-                    penalty = self._penalty()
-                    if penalty is not None:  # the same on every rank: DDP's average leaves its gradient as is
-                        total = total + penalty.to(total.dtype)
-                total.backward()
+                penalty = self._penalty() if last else None
+                if penalty is not None:  # the same on every rank: DDP's average leaves its gradient as is
+                    total = total + penalty.to(total.dtype)
+                if self.direct:
+                    # the shared part's gradient is wᵀJ (or the direction), known already: backpropagate into
+                    # the other parameters only, sparing a backward pass through the shared part
+                    if self.own:
+                        torch.autograd.backward(total, inputs=self.own, retain_graph=penalty is not None)
+                    if penalty is not None:
+                        extra = torch.autograd.grad(penalty, self.shared, allow_unused=True)
+                        penalty_grad = torch.cat(
+                            [
+                                (g if g is not None else torch.zeros_like(q)).reshape(-1)
+                                for g, q in zip(extra, self.shared, strict=True)
+                            ]
+                        )
+                else:
+                    total.backward()
             del f
         cached = None
         usage = getattr(self.model, "gate_usage", None)
         self.gates_ = usage() if callable(usage) else None
         if k > 1:
             _set_rng_state(self.ddp.device, end_state)
-        if direction is not None and not self.at_representation:
+        if self.direct:
+            assert jacobian is not None
+            shared_grad = (
+                direction if direction is not None else coefficients.detach().to(jacobian.dtype) @ jacobian
+            )
+            if penalty_grad is not None:  # a penalty of this rank's rows (AITM's calibrator): averaged over ranks
+                if self.ddp.enabled:
+                    self.ddp.all_reduce_sum(penalty_grad)
+                    penalty_grad /= self.ddp.world_size
+                shared_grad = shared_grad + penalty_grad.to(shared_grad.dtype)
             start = 0
             for p in self.shared:
-                p.grad = direction[start : start + p.numel()].view_as(p).to(p.dtype).clone()
+                p.grad = shared_grad[start : start + p.numel()].view_as(p).to(p.dtype).clone()
                 start += p.numel()
+            if self.ddp.enabled:
+                self._sync_own_gradients()
         return totals
+
+    def _sync_own_gradients(self) -> None:
+        """Sum the non-shared parameters' gradients over ranks, divided by the ranks (what DDP would do)."""
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.own]
+        if not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        self.ddp.all_reduce_sum(flat)
+        flat /= self.ddp.world_size
+        start = 0
+        for p in self.own:
+            p.grad = flat[start : start + p.numel()].view_as(p).clone()
+            start += p.numel()
 
     @torch.no_grad()
     def losses_after(self, batches: list[Batch], count: dict[str, int]) -> torch.Tensor:
@@ -249,6 +297,11 @@ class Stepper:
         sums = task_loss_sums(self.tasks, out, batch.targets, batch.masks)
         losses = torch.stack([sums[n] / max(count[n], 1) for n in self.names])
         return _Forward(losses, representation)
+
+    def _task_parameters(self) -> list[nn.Parameter]:
+        """The model's trainable parameters that are not shared (heads, gates, towers)."""
+        shared = {id(p) for p in self.shared}
+        return [p for p in self.model.parameters() if p.requires_grad and id(p) not in shared]
 
     def _penalty(self) -> torch.Tensor | None:
         """The model's penalty term (shared heads' deviations), added once per step; None without one."""
