@@ -67,15 +67,22 @@ __all__ = [
     "select",
 ]
 
+def _auto_architectures() -> tuple[str, ...]:
+    """The deep architectures that ask to be ``auto`` candidates (class attribute ``auto = True``)."""
+    from multitask.registry import MODELS
+
+    return tuple(name for name in MODELS.names() if getattr(MODELS.get(name), "auto", False))
+
+
 #: ``--model auto``'s candidates, in order (a name whose family is not installed, or that does not fit the
-#: tasks, is skipped); a new family joins by being added here
+#: tasks, is skipped): linear models and trees here; a deep architecture joins by setting ``auto = True``
 CANDIDATES: tuple[str, ...] = (
     "linear:pooled",
     "linear:independent",
     "linear:mean-regularized",
     "linear:trace-norm",
     "gbdt:multitask",
-    "hard-sharing",
+    *_auto_architectures(),
 )
 #: below this mean number of labelled rows per task, models are scored by K-fold cross-validation
 CV_ROWS = 2_000

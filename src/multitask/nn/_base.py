@@ -347,6 +347,8 @@ class Architecture(nn.Module):
     image_only: ClassVar[bool] = False
     #: the number of tasks it takes when fixed (ESMM: click and conversion); None: any number
     task_count: ClassVar[int | None] = None
+    #: whether ``--model auto`` tries it (with its defaults) among its candidates
+    auto: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -37,6 +37,7 @@ class HardSharing(Architecture):
     """
 
     name = "hard-sharing"
+    auto = True
 
     def __init__(
         self,
