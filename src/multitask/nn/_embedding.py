@@ -119,9 +119,10 @@ class EmbeddingEncoder(nn.Module):
         self.register_buffer("levels", torch.tensor([c.levels for c in categories]), persistent=False)
         self.embeddings = nn.ModuleList(nn.Embedding(c.levels + 1, c.width, padding_idx=0) for c in categories)
         for emb in self.embeddings:
+            weight: torch.Tensor = emb.weight  # type: ignore[assignment]
             with torch.no_grad():
-                nn.init.trunc_normal_(emb.weight, std=INIT_STD, a=-2 * INIT_STD, b=2 * INIT_STD)
-                emb.weight[0].zero_()
+                nn.init.trunc_normal_(weight, std=INIT_STD, a=-2 * INIT_STD, b=2 * INIT_STD)
+                weight[0].zero_()
         self.dense = dense(int(self.numeric.numel()) + sum(c.width for c in categories), width, activation, norm, dropout)
 
     def codes(self, x: torch.Tensor) -> torch.Tensor:
