@@ -29,6 +29,17 @@ BENCHMARKS: dict[str, tuple[list[str], bool]] = {
     "compare_school": (["benchmarks.compare", "school"], True),
     "compare_sarcos": (["benchmarks.compare", "sarcos"], True),
     "compare_census": (["benchmarks.compare", "census"], True),
+    "balancing_step_time": (["benchmarks.balancing_step_time", "--quick"], False),
+    "balancing_delta_m": (["benchmarks.balancing_delta_m", "--quick"], True),
+    "many_task_heads_school": (["benchmarks.compare", "school", "--models",
+                                "hard-sharing[head=separate],hard-sharing[head=shared],hard-sharing[head=embedding],"
+                                "linear:mean-regularized", "--out", "benchmarks/results/many_task_heads_school"], True),
+    "architectures_census": (["benchmarks.compare", "census", "--models",
+                              "hard-sharing,hard-sharing[categorical=embedding],shared-bottom,mmoe,cgc,ple,dselect-k,"
+                              "gbdt:independent", "--out", "benchmarks/results/architectures_census"], True),
+    "architectures_multimnist": (["benchmarks.architectures_multimnist"], True),
+    "categorical_embeddings": (["benchmarks.categorical_embeddings"], True),
+    "recommender": (["benchmarks.recommender"], False),
 }
 
 
