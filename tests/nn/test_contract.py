@@ -23,6 +23,7 @@ import torch
 from multitask import Task
 from multitask.balancing import Balancing
 from multitask.data.arrays import Arrays
+from multitask.errors import ConfigError
 from multitask.nn import HEADS, InputSpec, build_model
 from multitask.registry import BALANCERS, MODELS
 from multitask.train import TrainConfig, fit, validation_losses
@@ -212,3 +213,22 @@ def test_every_architecture_under_torchrun_matches_one_process(tmp_path: Path) -
     for name in NAMES:
         for key, value in single[name].items():
             torch.testing.assert_close(ddp[name][key], value, rtol=1e-4, atol=1e-5, msg=f"{name}: {key}")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_tasks_with_different_inputs_share_what_follows_their_encoders(name: str) -> None:
+    """Each task reads its own source (one data set per task); an architecture that needs one table says so."""
+    tasks, inputs, sizes = case(name)
+    spec = inputs["s"]
+    sources = {t.name: f"src{i}" for i, t in enumerate(tasks)}
+    per_task = {f"src{i}": spec for i in range(len(tasks))}
+    torch.manual_seed(0)
+    try:
+        model = MODELS.get(name)(per_task, tasks, sources, sizes)
+    except ConfigError as e:
+        assert "one source" in str(e) or "one table" in str(e), e
+        return
+    rows = {s: data(name, n=3 + i).inputs["s"][: 3 + i] for i, s in enumerate(per_task)}
+    out = model({s: torch.from_numpy(v) for s, v in rows.items()})
+    for i, t in enumerate(tasks):
+        assert out[t.name].shape[0] == 3 + i
