@@ -182,7 +182,7 @@ class Deep:
     @classmethod
     def search_space(cls, name: str, tasks: Sequence[Task]) -> list[Param]:
         """Learning rate, weight decay, width and depth of the hidden layers and dropout (where the architecture
-        has these options), and the balancing method (gradient-based methods only up to 10 tasks: they cost
+        has these options), the architecture's own ``tuned`` options (experts, say), and the balancing method (gradient-based methods only up to 10 tasks: they cost
         one backward pass per task and step)."""
         balancers = [b for b in BALANCERS.names()
                      if len(tasks) <= MAX_GRADIENT_TASKS or getattr(BALANCERS.get(b), "needs", "losses") == "losses"]
@@ -196,6 +196,8 @@ class Deep:
                 if "hidden" in takes else []
             ),
             *([Param("model_options.dropout", 0.0, 0.5)] if "dropout" in takes else []),
+            *(Param(f"model_options.{option}", choices=tuple(choices))
+              for option, choices in getattr(MODELS.get(name), "tuned", {}).items()),
             Param("train.balancer", choices=tuple(balancers)),
         ]
 

@@ -349,6 +349,9 @@ class Architecture(nn.Module):
     task_count: ClassVar[int | None] = None
     #: whether ``--model auto`` tries it (with its defaults) among its candidates
     auto: ClassVar[bool] = False
+    #: options a search (``--search``) tunes besides learning rate, weight decay and the balancer:
+    #: ``{option: choices}``, whole numbers or strings
+    tuned: ClassVar[dict[str, tuple[int | str, ...]]] = {}
 
     def __init__(
         self,

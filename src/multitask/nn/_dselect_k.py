@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from functools import partial
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -135,6 +136,7 @@ class DSelectK(MultiGate):
     """
 
     name = "dselect-k"
+    tuned: ClassVar[dict[str, tuple[int | str, ...]]] = {"experts": (4, 8), "k": (1, 2)}
 
     def __init__(
         self,

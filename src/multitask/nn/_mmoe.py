@@ -7,6 +7,7 @@ learning with multi-gate mixture-of-experts. KDD 2018, 1930-1939.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -159,6 +160,7 @@ class MMoE(MultiGate):
     """
 
     name = "mmoe"
+    tuned: ClassVar[dict[str, tuple[int | str, ...]]] = {"experts": (2, 4, 8)}
 
     def __init__(
         self,

@@ -7,6 +7,7 @@ learning model for personalized recommendations. RecSys 2020, 269-278.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -80,6 +81,7 @@ class PLE(Architecture):
     """
 
     name = "ple"
+    tuned: ClassVar[dict[str, tuple[int | str, ...]]] = {"shared_experts": (1, 2, 4), "task_experts": (1, 2), "levels": (1, 2, 3)}
 
     def __init__(
         self,
@@ -239,6 +241,7 @@ class CGC(PLE):
     """
 
     name = "cgc"
+    tuned: ClassVar[dict[str, tuple[int | str, ...]]] = {"shared_experts": (1, 2, 4), "task_experts": (1, 2)}
 
     def __init__(
         self,
