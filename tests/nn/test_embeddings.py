@@ -154,3 +154,13 @@ def test_every_architecture_takes_categorical_columns(name: str) -> None:
     rebuilt.eval()
     for t in tasks:
         torch.testing.assert_close(rebuilt({"s": x})[t.name], out[t.name])
+
+
+def test_the_pooled_network_embeds_categorical_columns_too() -> None:
+    from multitask.nn._embedding import EmbeddingEncoder
+    from multitask.nn._pooled import PooledMLP
+
+    tasks = [Task("a", "regression"), Task("b", "regression")]
+    model = PooledMLP({"s": InputSpec.tabular(6, [("city", 2, 3)])}, tasks, {"a": "s", "b": "s"})
+    assert isinstance(model.encoder, EmbeddingEncoder)
+    assert model({"s": torch.randn(4, 6)})["a"].shape == (4,)

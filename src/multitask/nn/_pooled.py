@@ -14,6 +14,7 @@ from torch import nn
 
 from multitask.errors import ConfigError
 from multitask.nn._base import Architecture, InputSpec
+from multitask.nn._embedding import EmbeddingEncoder
 from multitask.nn._mlp import MLP, check_activation, check_dropout, check_hidden, check_norm, dense
 from multitask.tasks import Task
 
@@ -59,7 +60,11 @@ class PooledMLP(Architecture):
         self.hidden, self.dropout, self.activation, self.norm = hidden, float(dropout), activation, norm
         self._scalar = next(iter(kinds)) in ("regression", "binary")
         width = next(iter(sizes.values()))
-        self.encoder = dense(spec.dim, hidden[0], activation, norm, dropout)
+        self.encoder = (
+            EmbeddingEncoder(spec.dim, spec.categories, hidden[0], activation, norm, dropout)
+            if spec.categories
+            else dense(spec.dim, hidden[0], activation, norm, dropout)
+        )
         self.trunk = MLP(hidden, activation, norm, dropout)
         self.head = nn.Linear(hidden[-1], width)
         self.task_bias = nn.Parameter(torch.zeros(len(tasks), width))
