@@ -140,6 +140,9 @@ class Stepper:
         global batch, ``check(values)`` raises on non-finite loss values before anything is backpropagated.
         """
         k = len(batches)
+        if self.direct and self.ddp.enabled:
+            for buffer in self.model.buffers():  # rank 0's running statistics, as DDP broadcasts them
+                self.ddp.broadcast(buffer.data)
         states: list[Any] = []
         cached: _Forward | None = None
         values = torch.zeros(len(self.tasks), dtype=torch.float64, device=self.ddp.device)
