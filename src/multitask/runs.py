@@ -56,7 +56,8 @@ from multitask.evaluate import Metrics, delta_m, delta_terms, mean_over_tasks, t
 from multitask.models import Model, Predictions
 from multitask.registry import DATASETS
 from multitask.tasks import Task
-from multitask.train import is_main_process
+from multitask.train import TrainConfig, is_main_process
+from multitask.train._trainer import RESUMABLE_CHANGES
 
 log = logging.getLogger(__name__)
 
@@ -397,7 +398,7 @@ def check_poolable(cfg: RunConfig, p: Prepared) -> None:
 
 
 #: options that may differ when a run is resumed (they do not change its result)
-_RESUMABLE = {"out", "overwrite", "train.progress", "train.threads"}
+_RESUMABLE = {"out", "overwrite", *(f"train.{k}" for k in RESUMABLE_CHANGES)}
 
 
 def _flat(options: dict[str, Any]) -> dict[str, Any]:
@@ -421,6 +422,8 @@ def _check_resumable(out: Path, cfg: RunConfig) -> None:
     except (yaml.YAMLError, AttributeError) as e:
         raise CheckpointError(f"{saved_path}: corrupted ({str(e).splitlines()[0]})") from None
     now = _flat(cfg.model_dump(mode="json"))
+    # a training option the saved run predates had its default then
+    saved = {**{f"train.{k}": v for k, v in TrainConfig().model_dump(mode="json").items()}, **saved}
     changed = [k for k in sorted(set(now) | set(saved)) if k not in _RESUMABLE and now.get(k) != saved.get(k)]
     if changed:
         raise ConfigError(

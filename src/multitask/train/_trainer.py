@@ -50,8 +50,8 @@ from multitask.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
-#: options that may differ between a run and its resumption
-_RESUMABLE_CHANGES = ("progress", "threads")
+#: training options that may differ between a run and its resumption (``runs`` checks the run's other options)
+RESUMABLE_CHANGES = ("progress", "threads")
 
 
 @dataclass
@@ -435,7 +435,7 @@ def _check_same_config(saved: dict[str, Any], config: TrainConfig, path: Path) -
     """Refuse a resumption with other training options; an option the checkpoint predates had its default."""
     now = config.model_dump()
     saved = {**TrainConfig().model_dump(), **saved} if saved else saved
-    changed = sorted(k for k in now if k not in _RESUMABLE_CHANGES and saved.get(k) != now[k])
+    changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k])
     if changed:
         what = ", ".join(f"{k} ({saved.get(k)!r} -> {now[k]!r})" for k in changed)
         raise ConfigError(f"cannot resume {path} with different training options: {what}")
