@@ -1,0 +1,243 @@
+"""Task affinity measured while a deep model trains: gradient cosines and lookahead loss changes.
+
+Both measures are computed every ``every`` steps of a training run on the step's batch, and averaged over the
+measured steps (a pair is counted only at the steps where both of its tasks have labelled rows):
+
+* ``gradient``: ``A_ij = G_ij / sqrt(G_ii G_jj)`` with ``G = J Jᵀ``, ``J`` (T × P) the per-task gradients of
+  the shared parameters (:func:`~multitask.balancing.task_jacobian`, one batched backward pass);
+* ``lookahead`` (TAG, Fifty et al. 2021): ``Z_ij = 1 - L_j(θ_s - η ∇_s L_i) / L_j(θ_s)``: how much one SGD
+  step of the shared parameters along task ``i``'s gradient alone lowers task ``j``'s loss on the same batch
+  (heads unchanged). Computed with :func:`torch.func.functional_call`; the model is never changed.
+
+References:
+    Fifty, Amrani, Yu, Anil & Finn, "Efficiently identifying task groupings for multi-task learning",
+    NeurIPS 2021.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from multitask.balancing import task_jacobian
+from multitask.data.arrays import Batch
+from multitask.errors import ConfigError
+from multitask.tasks import Task
+from multitask.train import task_loss_sums
+
+if TYPE_CHECKING:
+    from multitask.config import RunConfig
+
+log = logging.getLogger(__name__)
+
+#: the measures :func:`affinity` computes, by name
+MEASURES = ("gradient", "lookahead")
+
+
+def gradient_affinity(jacobian: torch.Tensor) -> torch.Tensor:
+    """``G_ij / sqrt(G_ii G_jj)`` with ``G = J Jᵀ`` (float64, T × T); NaN where a task's gradient is zero."""
+    j = jacobian.detach().to(torch.float64)
+    gram = j @ j.T
+    norm = torch.sqrt(torch.clamp(torch.diagonal(gram), min=0.0))
+    cosine = gram / torch.outer(norm, norm)
+    return torch.where(torch.outer(norm, norm) > 0, cosine, torch.full_like(cosine, float("nan")))
+
+
+def _mean_losses(tasks: Sequence[Task], outputs: dict[str, torch.Tensor], batch: Batch,
+                 count: torch.Tensor) -> torch.Tensor:
+    """Each task's mean loss over its labelled rows of the batch (T,); 0 for a task without labels."""
+    sums = task_loss_sums(list(tasks), outputs, batch.targets, batch.masks)
+    return torch.stack([sums[t.name] for t in tasks]) / count.clamp(min=1).to(sums[tasks[0].name].dtype)
+
+
+@torch.no_grad()
+def lookahead_affinity(
+    model: nn.Module,
+    tasks: Sequence[Task],
+    batch: Batch,
+    shared_names: Sequence[str],
+    jacobian: torch.Tensor,
+    lr: float,
+) -> torch.Tensor:
+    """``Z_ij = 1 - L_j(θ_s - lr ∇_s L_i) / L_j(θ_s)`` on ``batch`` (float64, T × T; NaN where undefined).
+
+    ``jacobian`` holds the gradients ``∇_s L_i`` of the shared parameters named ``shared_names`` (in the order
+    of ``task_jacobian``). The losses are evaluated in evaluation mode (no dropout noise between the T + 1
+    forward passes) with :func:`torch.func.functional_call`: the model's own parameters are not touched.
+    """
+    count = torch.stack([batch.masks[t.name].sum() for t in tasks]).to(torch.float64)
+    was_training = model.training
+    model.eval()
+    try:
+        before = _mean_losses(tasks, model(batch.inputs), batch, count).to(torch.float64)
+        params: dict[str, torch.Tensor] = dict(model.named_parameters())
+        shapes = [params[n].shape for n in shared_names]
+        sizes = [int(np.prod(s)) for s in shapes]
+        z = torch.full((len(tasks), len(tasks)), float("nan"), dtype=torch.float64, device=before.device)
+        for i in range(len(tasks)):
+            if count[i] == 0:
+                continue
+            moved = dict(params)
+            for name, shape, g in zip(shared_names, shapes, torch.split(jacobian[i], sizes), strict=True):
+                moved[name] = params[name] - lr * g.view(shape).to(params[name].dtype)
+            after = _mean_losses(tasks, functional_call(model, moved, (batch.inputs,)), batch, count)
+            z[i] = 1.0 - after.to(torch.float64) / before
+        valid = (count > 0) & (before > 0)
+        z[:, ~valid] = float("nan")
+        return z
+    finally:
+        model.train(was_training)
+
+
+class Recorder:
+    """Sums of a T × T measure over steps, with a count per pair (NaN entries are skipped)."""
+
+    def __init__(self, n_tasks: int) -> None:
+        self.sum = np.zeros((n_tasks, n_tasks))
+        self.count = np.zeros((n_tasks, n_tasks), dtype=np.int64)
+
+    def add(self, matrix: torch.Tensor) -> None:
+        m = matrix.detach().cpu().numpy()
+        finite = np.isfinite(m)
+        self.sum[finite] += m[finite]
+        self.count += finite
+
+    def mean(self) -> np.ndarray:
+        """The average over the steps where the pair was measured; NaN where it never was."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.count > 0, self.sum / np.maximum(self.count, 1), np.nan)
+
+
+@dataclass
+class AffinityResult:
+    """The averaged affinity matrices of one training run (rows: the task whose gradient moves; columns:
+    the task affected), the number of measured steps, and the training time with and without measuring."""
+
+    tasks: list[str]
+    matrices: dict[str, np.ndarray]
+    steps: int
+    seconds: float = 0.0  # the whole loop
+    measure_seconds: float = 0.0  # the part spent measuring
+
+    @property
+    def overhead(self) -> float:
+        """Time spent measuring as a fraction of the time spent training."""
+        train = self.seconds - self.measure_seconds
+        return self.measure_seconds / train if train > 0 else float("nan")
+
+
+def affinity(
+    cfg: RunConfig,
+    measures: Sequence[str] = MEASURES,
+    every: int = 10,
+    lr: float | None = None,
+    data: Any = None,
+) -> AffinityResult:
+    """Train the configured deep model on the training part and measure task affinity every ``every`` steps.
+
+    This is a separate training run of the model that ``cfg`` describes (same architecture, optimizer, sampler,
+    batch size, epochs and seed; tasks combined by their weights plus the model's own penalty, no balancing
+    method, no early stopping).
+    ``lr`` is the lookahead step size ``η`` (default: ``cfg.train.lr``).
+    """
+    from multitask import models
+    from multitask.runs import prepare
+    from multitask.train._distributed import select_device
+    from multitask.train._trainer import epoch_seed, make_optimizer, make_sampler
+
+    unknown = [m for m in measures if m not in MEASURES]
+    if unknown or not measures:
+        raise ConfigError(f"--measure {','.join(measures)}: each must be one of {', '.join(MEASURES)}")
+    if every < 1:
+        raise ConfigError(f"--every {every}: must be at least 1")
+    eta = cfg.train.lr if lr is None else lr
+    if not eta > 0:
+        raise ConfigError(f"lookahead lr {eta}: must be positive")
+    model = models.make(cfg)
+    build = getattr(model, "_build", None)
+    if build is None:
+        raise ConfigError(f"model {cfg.model!r}: task affinity needs a deep model (one of multitask.nn)")
+    p = prepare(cfg, data, hold_out_test=False)
+    tasks, train, config = p.tasks, p.train, cfg.train
+    model.check(tasks, p.pre)
+    torch.manual_seed(config.seed)
+    net: nn.Module = build(tasks, p.pre, {t.name: train.task_source[t.name] for t in tasks})
+    device = select_device()
+    net.to(device)
+    shared_parameters = getattr(net, "shared_parameters", None)
+    shared = list(shared_parameters()) if shared_parameters is not None else []
+    if not shared:
+        raise ConfigError(f"model {cfg.model!r}: has no shared parameters, so no task affinity to measure")
+    names_of = {id(q): n for n, q in net.named_parameters()}
+    shared_names = [names_of[id(q)] for q in shared]
+    optimizer = make_optimizer(config, list(net.parameters()))
+    sampler = make_sampler(config)
+    weights = torch.tensor([t.weight for t in tasks], dtype=torch.float32, device=device)
+    penalty_of = getattr(net, "penalty", None)
+    net_penalty = penalty_of if callable(penalty_of) else None
+    recorders = {m: Recorder(len(tasks)) for m in measures}
+    step, measured, measure_seconds = 0, 0, 0.0
+    start = time.perf_counter()
+    for epoch in range(config.epochs):
+        torch.manual_seed(epoch_seed(config.seed, epoch))
+        net.train()
+        for rows in sampler.batches(train, config.batch_size, epoch, config.seed):
+            batch = train.take(rows).to(device)
+            count = torch.stack([batch.masks[t.name].sum() for t in tasks])
+            losses = _mean_losses(tasks, net(batch.inputs), batch, count)
+            optimizer.zero_grad(set_to_none=True)
+            if step % every == 0:
+                t0 = time.perf_counter()
+                jacobian = task_jacobian(losses, shared, retain_graph=True)
+                labelled = (count > 0).cpu()
+                if "gradient" in recorders:
+                    cosine = gradient_affinity(jacobian).cpu()
+                    cosine[~labelled, :] = float("nan")
+                    cosine[:, ~labelled] = float("nan")
+                    recorders["gradient"].add(cosine)
+                if "lookahead" in recorders:
+                    recorders["lookahead"].add(lookahead_affinity(net, tasks, batch, shared_names, jacobian, eta))
+                measured += 1
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                measure_seconds += time.perf_counter() - t0
+            total = (losses.float() * weights).sum()
+            penalty = net_penalty() if net_penalty is not None else None
+            if penalty is not None:
+                total = total + penalty.to(total.dtype)
+            total.backward()
+            optimizer.step()
+            step += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    log.info("affinity: %d of %d steps measured, %.1f s (%.1f s measuring)", measured, step, seconds,
+             measure_seconds)
+    return AffinityResult([t.name for t in tasks], {m: r.mean() for m, r in recorders.items()}, measured,
+                          seconds, measure_seconds)
+
+
+def cluster_order(matrix: np.ndarray) -> list[int]:
+    """The task order of average-linkage hierarchical clustering on the distance ``max(S) - S``, with ``S``
+    the symmetrized matrix ``(A + Aᵀ) / 2`` (NaN taken as the lowest affinity)."""
+    from scipy.cluster.hierarchy import leaves_list, linkage
+    from scipy.spatial.distance import squareform
+
+    n = matrix.shape[0]
+    if n < 3:
+        return list(range(n))
+    s = (matrix + matrix.T) / 2
+    finite = s[np.isfinite(s)]
+    low = float(finite.min()) if finite.size else 0.0
+    s = np.where(np.isfinite(s), s, low)
+    distance = np.maximum(float(s.max()) - s, 0.0)
+    np.fill_diagonal(distance, 0.0)
+    return [int(i) for i in leaves_list(linkage(squareform(distance, checks=False), method="average"))]
