@@ -11,19 +11,25 @@ the diagonal is ignored). A partition ``P`` of the tasks into groups is scored a
 
 each task's average affinity received from its group mates, summed over the tasks; a task alone receives
 nothing, ``s = 0`` by default (the ``singleton`` option). This is the network-selection objective of Fifty et
-al. (2021, section 3.2) with each task trained in exactly one group — the group ``g`` "serves" every task in
-it, and the task's value in ``g`` is the TAG total-affinity of ``g`` onto it, normalized by the number of
-mates so that large groups are not favoured merely for having more terms. Standley et al. (2020) choose among
-candidate groups the same way, with measured losses in place of affinities. The score is additive over
+al. (2021) restricted to partitions: there a task may sit in several candidate groups and is served by the one
+with the highest affinity onto it; here each task is in exactly one group, and its value is the affinity of
+its group onto it averaged over its mates, so that large groups are not favoured merely for having more terms.
+Standley et al. (2020) select networks by the same rule, with measured losses in place of affinities. The score is additive over
 groups, which makes the exact search a dynamic programme over subsets.
+
+Because a task's value is an *average*, a block of tasks with equal affinity ``a`` is worth ``|g|·a`` whole
+or split into any groups of two or more: such ties go to fewer groups, but noise inside a block makes the
+unconstrained optimum pick out its strongest pairs. Fix ``k`` to ask for coarser groups.
 
 * **exact** (``T <= exact_limit``): for every subset ``m`` of the tasks (a bitmask) and every ``k``,
   ``f_k(m) = max_s v(s) + f_{k-1}(m \ s)`` over the subsets ``s ⊆ m`` holding the lowest task of ``m``; each
   partition is counted once, ``O(T · 3^T)`` work done as a few vectorized array operations per ``k``
-  (T = 12: 4.2 million partitions, about 0.1 s).
+  (measured: T = 12, 4.2 million partitions, 0.04 s; T = 14, 0.6 s; T = 16, 6 s and 1.5 GB of memory, hence the default limit 12).
 * **beam** (larger ``T``): agglomerative merging from the all-singletons partition, keeping the
   ``beam_width`` best distinct partitions at every number of groups, each finished by moving single tasks
-  between groups while that raises the score. Not guaranteed optimal; exact on clear block structure.
+  between groups while that raises the score: ``O(T · width · T^2)`` group merges (measured, width 16:
+  T = 20, 0.25 s; T = 40, 3 s). Not guaranteed optimal; it matched the exact optimum on 30 of 30 random
+  12-task matrices (21 of 30 with width 4, within 4 %) and recovers clear block structure.
 
 References:
     Fifty, Amrani, Yu, Anil & Finn, "Efficiently identifying task groupings for multi-task learning",
