@@ -99,5 +99,5 @@ def print_matrix(matrix: Any, tasks: list[str], order: list[int], title: str, co
         table.add_column(escape(tasks[j]), justify="right")
     for i in order:
         cells = [matrix[i, j] for j in order]
-        table.add_row(escape(tasks[i]), *("—" if not math.isfinite(v) else f"{v:.3f}" for v in cells))
+        table.add_row(escape(tasks[i]), *("—" if not math.isfinite(v) else f"{v:.3g}" for v in cells))
     console.print(table)

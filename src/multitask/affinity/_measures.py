@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -81,20 +81,39 @@ def lookahead_affinity(
         params: dict[str, torch.Tensor] = dict(model.named_parameters())
         shapes = [params[n].shape for n in shared_names]
         sizes = [int(np.prod(s)) for s in shapes]
+        labelled = [i for i in range(len(tasks)) if count[i] > 0]
+        rows = jacobian[labelled]
+        moved = {name: params[name] - lr * g.reshape(len(labelled), *shape).to(params[name].dtype)
+                 for name, shape, g in zip(shared_names, shapes, torch.split(rows, sizes, dim=1), strict=True)}
+
+        def losses_at(shared: dict[str, torch.Tensor]) -> torch.Tensor:
+            return _mean_losses(tasks, functional_call(model, {**params, **shared}, (batch.inputs,)), batch, count)
+
         z = torch.full((len(tasks), len(tasks)), float("nan"), dtype=torch.float64, device=before.device)
-        for i in range(len(tasks)):
-            if count[i] == 0:
-                continue
-            moved = dict(params)
-            for name, shape, g in zip(shared_names, shapes, torch.split(jacobian[i], sizes), strict=True):
-                moved[name] = params[name] - lr * g.view(shape).to(params[name].dtype)
-            after = _mean_losses(tasks, functional_call(model, moved, (batch.inputs,)), batch, count)
-            z[i] = 1.0 - after.to(torch.float64) / before
+        if labelled:
+            z[labelled] = 1.0 - _over_tasks(losses_at, moved, len(labelled)).to(torch.float64) / before
         valid = (count > 0) & (before > 0)
         z[:, ~valid] = float("nan")
         return z
     finally:
         model.train(was_training)
+
+
+def _over_tasks(fn: Callable[[dict[str, torch.Tensor]], torch.Tensor], stacked: dict[str, torch.Tensor],
+                n: int) -> torch.Tensor:
+    """``fn`` of each of ``n`` stacked parameter sets, stacked (n, T): one vectorized forward pass
+    (:func:`torch.func.vmap`), or one pass per set where an operation of the model has no batching rule."""
+    global _VMAP_WARNED
+    try:
+        return torch.func.vmap(fn)(stacked)
+    except (RuntimeError, NotImplementedError, ValueError) as e:
+        if not _VMAP_WARNED:
+            log.info("lookahead: one forward pass per task (the model does not vectorize: %s)", e)
+            _VMAP_WARNED = True
+        return torch.stack([fn({k: v[i] for k, v in stacked.items()}) for i in range(n)])
+
+
+_VMAP_WARNED = False
 
 
 class Recorder:
