@@ -96,7 +96,7 @@ def test_noise_inside_a_block_splits_it_unless_k_is_fixed(exact_limit: int) -> N
 
 
 @pytest.mark.parametrize("seed", range(5))
-@pytest.mark.parametrize("t", [1, 2, 4, 7])
+@pytest.mark.parametrize("t", [1, 2, 3, 4, 5, 6, 7])
 def test_exact_equals_brute_force(t: int, seed: int) -> None:
     a = np.random.default_rng(seed).standard_normal((t, t))
     best, fewest = brute_force(a)
@@ -115,6 +115,19 @@ def test_singleton_value_and_beam_near_exact(seed: int) -> None:
     assert best_partition(a, singleton=0.7).score == pytest.approx(best)
     beam = best_partition(a, exact_limit=0, beam_width=32)
     assert beam.score == pytest.approx(brute_force(a)[0])
+
+
+@pytest.mark.parametrize("exact_limit", [12, 0], ids=["exact", "beam"])
+def test_pinned_values(exact_limit: int) -> None:
+    """{0, 1}: A[1, 0] + A[0, 1] = 2; {2, 3}: 1 + 2 = 3; all four together: (1 + 1 + 2 + 1) / 3."""
+    a = np.array([[0.0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 2], [0, 0, 1, 0]])
+    p = best_partition(a, exact_limit=exact_limit)
+    assert (p.groups, p.score) == ([[0, 1], [2, 3]], pytest.approx(5.0))
+    assert partition_names(p, ["a", "b", "c", "d"]) == [["a", "b"], ["c", "d"]]
+    assert best_partition(a, k=1, exact_limit=exact_limit).score == pytest.approx(5 / 3)
+    assert best_partition(a, k=4, exact_limit=exact_limit).score == 0.0
+    assert best_partition(a, k=3, singleton=0.5, exact_limit=exact_limit).score == pytest.approx(4.0)
+    assert best_partition(np.zeros((1, 1)), exact_limit=exact_limit).groups == [[0]]
 
 
 def test_ties_choose_fewer_groups() -> None:
