@@ -170,3 +170,14 @@ def test_the_lookahead_is_one_sgd_step_of_the_shared_part_and_changes_nothing() 
             for p, g in zip(moved.shared_parameters(), grads, strict=True):
                 p.sub_(0.1 * g)
             np.testing.assert_allclose(z[i], (1 - losses(moved) / losses(net)).numpy(), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("model", ["shared-bottom", "cross-stitch", "mmoe", "ple", "dselect-k", "learned-tree"])
+def test_every_kind_of_architecture_is_measured(csv: Path, model: str) -> None:
+    # dselect-k keeps state of its last forward pass (its gates' penalty): the lookahead must not disturb it
+    cfg = load_config(None, {"data": str(csv), "model": model, "tasks": [f"{t}:regression" for t in TASKS],
+                             "train": {"epochs": 1, "batch_size": 128, "progress": False}})
+    result = affinity(cfg, every=2)
+    assert result.steps == 2
+    for m in result.matrices.values():
+        assert m.shape == (4, 4) and np.isfinite(m).all()

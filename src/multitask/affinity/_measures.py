@@ -77,7 +77,6 @@ def lookahead_affinity(
     was_training = model.training
     model.eval()
     try:
-        before = _mean_losses(tasks, model(batch.inputs), batch, count).to(torch.float64)
         params: dict[str, torch.Tensor] = dict(model.named_parameters())
         shapes = [params[n].shape for n in shared_names]
         sizes = [int(np.prod(s)) for s in shapes]
@@ -89,9 +88,12 @@ def lookahead_affinity(
         def losses_at(shared: dict[str, torch.Tensor]) -> torch.Tensor:
             return _mean_losses(tasks, functional_call(model, {**params, **shared}, (batch.inputs,)), batch, count)
 
+        after = _over_tasks(losses_at, moved, len(labelled)) if labelled else None
+        # the plain forward pass last: what a model keeps of its last forward pass is never a vectorized tensor
+        before = _mean_losses(tasks, model(batch.inputs), batch, count).to(torch.float64)
         z = torch.full((len(tasks), len(tasks)), float("nan"), dtype=torch.float64, device=before.device)
-        if labelled:
-            z[labelled] = 1.0 - _over_tasks(losses_at, moved, len(labelled)).to(torch.float64) / before
+        if after is not None:
+            z[labelled] = 1.0 - after.to(torch.float64) / before
         valid = (count > 0) & (before > 0)
         z[:, ~valid] = float("nan")
         return z
@@ -212,6 +214,10 @@ def affinity(
             batch = train.take(rows).to(device)
             count = torch.stack([batch.masks[t.name].sum() for t in tasks])
             losses = _mean_losses(tasks, net(batch.inputs), batch, count)
+            total = (losses.float() * weights).sum()
+            penalty = net_penalty() if net_penalty is not None else None  # of this forward pass (gates, heads)
+            if penalty is not None:
+                total = total + penalty.to(total.dtype)
             optimizer.zero_grad(set_to_none=True)
             if step % every == 0:
                 t0 = time.perf_counter()
@@ -228,10 +234,6 @@ def affinity(
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 measure_seconds += time.perf_counter() - t0
-            total = (losses.float() * weights).sum()
-            penalty = net_penalty() if net_penalty is not None else None
-            if penalty is not None:
-                total = total + penalty.to(total.dtype)
             total.backward()
             optimizer.step()
             step += 1
