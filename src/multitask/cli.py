@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from multitask import _cli_compare
+from multitask import _cli_affinity, _cli_compare, _cli_group
 from multitask.errors import ConfigError, MultitaskError
 from multitask.registry import ALL, BALANCERS, OPTIMIZERS, SAMPLERS, SCHEDULES
 from multitask.tasks import KINDS
@@ -141,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CSV file to write (never an input file or a file inside a run directory)")
 
     _cli_compare.add_parser(sub)
+    _cli_affinity.add_affinity_parser(sub)
+    _cli_group.add_parser(sub)
     sub.add_parser("list", help="the models, data sets and options that exist")
     demo = sub.add_parser("demo", help="train on built-in data and compare with single-task models")
     demo.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
@@ -349,6 +351,8 @@ COMMANDS = {
     "evaluate": _cmd_evaluate,
     "predict": _cmd_predict,
     "compare": _cli_compare.run,
+    "affinity": _cli_affinity.run_affinity,
+    "group": _cli_group.run,
     "list": _cmd_list,
     "demo": _cmd_demo,
 }
