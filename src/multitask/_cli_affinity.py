@@ -83,8 +83,8 @@ def run_affinity(a: argparse.Namespace, console: Any) -> int:
         print_matrix(matrix, result.tasks, order, f"{measure} affinity (row i: task whose gradient moves; "
                                                   "column j: affected task)", console)
         console.print(f"{measure}: {csv}, {png}", markup=False)
-    console.print(f"{result.steps} steps measured; measuring took {result.measure_seconds:.1f} s of "
-                  f"{result.seconds:.1f} s ({100 * result.overhead:.0f}% on top of training)", markup=False)
+    console.print(f"{result.steps} steps measured; measuring took {result.measure_seconds:.2g} s of "
+                  f"{result.seconds:.2g} s ({100 * result.overhead:.0f}% on top of training)", markup=False)
     return 0
 
 

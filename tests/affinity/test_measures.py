@@ -181,3 +181,10 @@ def test_every_kind_of_architecture_is_measured(csv: Path, model: str) -> None:
     assert result.steps == 2
     for m in result.matrices.values():
         assert m.shape == (4, 4) and np.isfinite(m).all()
+
+
+def test_a_diverging_affinity_run_is_an_error_not_a_matrix(csv: Path) -> None:
+    from multitask.errors import TrainingDivergedError
+
+    with pytest.raises(TrainingDivergedError, match="non-finite loss"):
+        affinity(config(csv, epochs=3, lr=1e9), every=1, lr=0.05)

@@ -172,7 +172,7 @@ def affinity(
     from multitask import models
     from multitask.runs import prepare
     from multitask.train._distributed import select_device
-    from multitask.train._trainer import epoch_seed, make_optimizer, make_sampler
+    from multitask.train._trainer import _check_step, epoch_seed, make_optimizer, make_sampler
 
     unknown = [m for m in measures if m not in MEASURES]
     if unknown or not measures:
@@ -214,6 +214,7 @@ def affinity(
             batch = train.take(rows).to(device)
             count = torch.stack([batch.masks[t.name].sum() for t in tasks])
             losses = _mean_losses(tasks, net(batch.inputs), batch, count)
+            _check_step(tasks, losses.detach().cpu(), epoch, step, None)  # diverged: an error, never a matrix
             total = (losses.float() * weights).sum()
             penalty = net_penalty() if net_penalty is not None else None  # of this forward pass (gates, heads)
             if penalty is not None:
