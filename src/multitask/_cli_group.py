@@ -40,8 +40,10 @@ def read_affinity(path: Path) -> tuple[list[str], np.ndarray]:
     """Task names and the matrix of an affinity CSV; DataError naming the file when it is not one."""
     import pandas as pd
 
+    from multitask.affinity import read_csv
+
     try:
-        frame = pd.read_csv(path, index_col=0)
+        frame = read_csv(path)
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except (OSError, ValueError, pd.errors.ParserError) as e:

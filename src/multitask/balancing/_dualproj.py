@@ -9,7 +9,7 @@ from torchjd.aggregation import DualProjWeighting
 from torchjd.linalg import QuadprogProjector
 
 from multitask.balancing._base import Balancing, task_names
-from multitask.balancing._upgrad import check_reg_eps
+from multitask.balancing._upgrad import check_reg_eps, dual_cone_weights
 from multitask.tasks import Task
 
 
@@ -41,10 +41,6 @@ class DualProj(Balancing):
 
     def weigh(self, gramian: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
         """DualProj's weights ``w = argmin_{w ≥ 1/T} wᵀ G w`` (T,)."""
-        g = gramian.detach().double()
-        if float(torch.diagonal(g).sum()) > 0:
-            w = self._weighting(g)
-        else:
-            w = torch.full((g.shape[0],), 1.0 / g.shape[0], dtype=torch.float64, device=g.device)
+        w = dual_cone_weights(self._weighting, gramian)
         self.weights_ = w
         return w

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torchjd.aggregation import UPGradWeighting
@@ -18,6 +18,14 @@ def check_reg_eps(reg_eps: float) -> float:
     if not (math.isfinite(reg_eps) and reg_eps >= 0):
         raise ValueError(f"reg_eps must be finite and >= 0, got {reg_eps}")
     return float(reg_eps)
+
+
+def dual_cone_weights(weighting: Callable[[torch.Tensor], torch.Tensor], gramian: torch.Tensor) -> torch.Tensor:
+    """torchjd's dual-cone ``weighting`` of ``G`` in float64, or ``1/T`` when every gradient is zero."""
+    g = gramian.detach().double()
+    if float(torch.diagonal(g).sum()) > 0:
+        return weighting(g)
+    return torch.full((g.shape[0],), 1.0 / g.shape[0], dtype=torch.float64, device=g.device)
 
 
 class UPGrad(Balancing):
@@ -48,10 +56,6 @@ class UPGrad(Balancing):
 
     def weigh(self, gramian: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
         """UPGrad's weights ``w = (1/T) Σ_i v_i`` (T,) of ``G``."""
-        g = gramian.detach().double()
-        if float(torch.diagonal(g).sum()) > 0:
-            w = self._weighting(g)
-        else:
-            w = torch.full((g.shape[0],), 1.0 / g.shape[0], dtype=torch.float64, device=g.device)
+        w = dual_cone_weights(self._weighting, gramian)
         self.weights_ = w
         return w

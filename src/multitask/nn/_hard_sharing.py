@@ -6,7 +6,6 @@ Caruana, R. (1997). Multitask learning. Machine Learning, 28(1), 41-75.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import nn
@@ -15,7 +14,7 @@ from multitask.nn._base import Architecture, InputEncoders, InputSpec, TaskHeads
 from multitask.nn._mlp import MLP, check_activation, check_dropout, check_hidden, check_norm
 from multitask.tasks import Task
 
-__all__ = ["HardSharing", "InputSpec", "describe_mlp", "mlp_arguments"]
+__all__ = ["HardSharing", "InputSpec"]
 
 class HardSharing(Architecture):
     """Hard parameter sharing: ``head_t(trunk(encoder_s(x)))`` for task ``t`` reading source ``s``.
@@ -105,18 +104,3 @@ class HardSharing(Architecture):
                 parts[1] = renamed[parts[0]].get(parts[1], parts[1])
             upgraded[".".join(parts)] = value
         return upgraded
-
-
-def describe_mlp(name: str, model: Any) -> dict[str, Any]:
-    """The JSON description of an MLP-based architecture (``model.model_config()`` of an :class:`Architecture`)."""
-    config: dict[str, Any] = model.model_config()
-    return {**config, "model": name}
-
-
-def mlp_arguments(config: dict[str, Any]) -> dict[str, Any]:
-    """The constructor's arguments from a description (:func:`describe_mlp`): every entry but ``model``, with
-    ``inputs`` and ``tasks`` rebuilt from their dicts (:func:`multitask.nn.build_model` checks the names first)."""
-    options = {k: v for k, v in config.items() if k != "model"}
-    options["inputs"] = {s: InputSpec.from_dict(d) for s, d in options["inputs"].items()}
-    options["tasks"] = [Task.from_dict(d) for d in options["tasks"]]
-    return options

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -301,11 +302,6 @@ class Stepper:
         losses = torch.stack([sums[n] / max(count[n], 1) for n in self.names])
         return _Forward(losses, representation)
 
-    def _task_parameters(self) -> list[nn.Parameter]:
-        """The model's trainable parameters that are not shared (heads, gates, towers)."""
-        shared = {id(p) for p in self.shared}
-        return [p for p in self.model.parameters() if p.requires_grad and id(p) not in shared]
-
     def _penalty(self) -> torch.Tensor | None:
         """The model's penalty term (shared heads' deviations), added once per step; None without one."""
         penalty = getattr(self.model, "penalty", None)
@@ -331,8 +327,6 @@ def _set_rng_state(device: torch.device, state: tuple[torch.Tensor, torch.Tensor
 
 def split_rows(rows: dict[str, Any], parts: int) -> Iterator[dict[str, Any]]:
     """``parts`` micro-batches of a step's rows: each source's rows split into contiguous, near-equal parts."""
-    import numpy as np
-
     pieces = {s: np.array_split(r, parts) for s, r in rows.items()}
     for i in range(parts):
         yield {s: p[i] for s, p in pieces.items()}
