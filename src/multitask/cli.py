@@ -127,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--baseline", type=_columns, metavar="stl,pooled,gbdt", help=_doc("baseline"))
     r.add_argument("--resume", action="store_true", help="continue a killed run in --out from its checkpoint")
     r.add_argument("--overwrite", action="store_true", default=None, help=_doc("overwrite"))
+    r.add_argument("--track", type=_columns, metavar="mlflow,tensorboard", help=_doc("track"))
+    r.add_argument("--tracking-uri", metavar="URI", help=_doc("tracking_uri"))
 
     e = sub.add_parser("evaluate", help="per-task metrics of a trained run on labelled data")
     e.add_argument("--run", required=True, help="run directory written by `multitask train`")
@@ -175,6 +177,8 @@ def _train_overrides(a: argparse.Namespace) -> dict[str, Any]:
         "search": a.search,
         "out": a.out,
         "baseline": a.baseline,
+        "track": a.track,
+        "tracking_uri": a.tracking_uri,
         "train": {
             "epochs": a.epochs,
             "batch_size": a.batch_size,

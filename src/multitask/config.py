@@ -132,6 +132,10 @@ class RunConfig(BaseModel):
     """Baselines to compare with, each reported with delta_m: stl (one model per task), pooled, gbdt."""
     out: str | None = None
     """The run directory: new or empty, or an existing run with --resume or --overwrite."""
+    track: list[str] = Field(default_factory=list)
+    """Send the run to experiment trackers: mlflow, tensorboard (see docs/tracking.md)."""
+    tracking_uri: str | None = None
+    """MLflow's tracking URI (default: MLflow's own, sqlite:///mlflow.db); TensorBoard writes in RUN_DIR/tensorboard."""
     overwrite: StrictBool = False
     """Replace the run already in --out (all of it)."""
 
@@ -157,6 +161,22 @@ class RunConfig(BaseModel):
             v = [b.strip() for b in v.split(",") if b.strip()]
         if isinstance(v, list) and len(set(map(str, v))) != len(v):
             raise ValueError(f"a baseline is named twice in {v}")
+        return v
+
+    @field_validator("track", mode="before")
+    @classmethod
+    def _trackers(cls, v: Any) -> Any:
+        from multitask.registry import TRACKERS
+
+        if v is None:
+            return []
+        if isinstance(v, str):
+            v = [t.strip() for t in v.split(",") if t.strip()]
+        if isinstance(v, list):
+            for name in v:
+                TRACKERS.entry(str(name))
+            if len(set(map(str, v))) != len(v):
+                raise ValueError(f"a tracker is named twice in {v}")
         return v
 
     @field_validator("valid_fraction")

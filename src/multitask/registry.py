@@ -135,6 +135,15 @@ FAMILIES = Registry(
 #: the members of each family
 MEMBERS: dict[str, Registry] = {"deep": MODELS, "linear": LINEAR, "gbdt": GBDT, "ensemble": ENSEMBLES}
 
+# ---- experiment trackers (--track) -------------------------------------------------------------------------
+TRACKERS = Registry(
+    "tracker",
+    {
+        "mlflow": "multitask.tracking._mlflow:MLflowTracker",
+        "tensorboard": "multitask.tracking._tensorboard:TensorBoardTracker",
+    },
+)
+
 # ---- how batches are drawn across tasks of different sizes ----------------------------------------------
 SAMPLERS = Registry(
     "sampling",
@@ -250,4 +259,5 @@ ALL: dict[str, Registry] = {
     "schedules": SCHEDULES,
     "balancers": BALANCERS,
     "datasets": DATASETS,
+    "trackers": TRACKERS,
 }

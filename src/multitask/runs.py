@@ -266,8 +266,22 @@ def train(cfg: RunConfig, resume: bool = False, data: BuiltinData | None = None,
     """Train the configured model on all tasks, and each ``cfg.baseline``; write the run directory.
 
     ``data`` (optional) is the already loaded data set that ``cfg.dataset`` names. ``--out`` must be new or
-    empty, or an existing run continued with ``resume`` or replaced with ``overwrite``.
+    empty, or an existing run continued with ``resume`` or replaced with ``overwrite``. ``cfg.track`` sends
+    the run to MLflow or TensorBoard (:mod:`multitask.tracking`).
     """
+    from multitask.tracking import RunTracking
+
+    tracking = RunTracking(cfg.track if is_main_process() else [], cfg.tracking_uri)
+    try:
+        result = _train(cfg, resume, data, overwrite, tracking)
+    except BaseException:
+        tracking.finish(None)
+        raise
+    tracking.finish(result.run_dir, result.to_json())
+    return result
+
+
+def _train(cfg: RunConfig, resume: bool, data: BuiltinData | None, overwrite: bool, tracking: Any) -> RunResult:
     if is_main_process():  # the other ranks of a torchrun job write nothing, and must not see rank 0's files
         out = prepare_out(cfg.out, resume=resume, overwrite=overwrite or cfg.overwrite, inputs=_inputs(cfg))
     else:
@@ -289,6 +303,8 @@ def train(cfg: RunConfig, resume: bool = False, data: BuiltinData | None = None,
         selection = select(cfg, p, out, resume=resume)
         chosen = selection.cfg
         model, baselines = _plan(chosen, p, selection.model)
+    if tracking.start(out, chosen.model_dump(mode="json"), resume) is not None and hasattr(model, "on_record"):
+        model.on_record = tracking.tracking.epoch  # the deep model's epochs, live
     dirs = task_dirs(p.spec.task_names)
 
     if is_main_process():
@@ -398,7 +414,7 @@ def check_poolable(cfg: RunConfig, p: Prepared) -> None:
 
 
 #: options that may differ when a run is resumed (they do not change its result)
-_RESUMABLE = {"out", "overwrite", *(f"train.{k}" for k in RESUMABLE_CHANGES)}
+_RESUMABLE = {"out", "overwrite", "track", "tracking_uri", *(f"train.{k}" for k in RESUMABLE_CHANGES)}
 
 
 def _flat(options: dict[str, Any]) -> dict[str, Any]:

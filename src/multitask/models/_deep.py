@@ -70,6 +70,8 @@ class Deep:
         self.train = train if train is not None else TrainConfig()
         #: called after each epoch with its early-stopping score (what a search prunes trials on)
         self.on_epoch: Callable[[int, float | None], None] | None = None
+        #: called with each epoch's log record (experiment tracking)
+        self.on_record: Callable[[dict[str, Any]], None] | None = None
 
     @classmethod
     def from_config(cls, cfg: RunConfig) -> Self:
@@ -130,7 +132,8 @@ class Deep:
         net = self._build(tasks, pre, {t.name: train.task_source[t.name] for t in tasks})
         if run_dir is not None and is_main_process():
             run_dir.mkdir(parents=True, exist_ok=True)
-        result = fit(net, list(tasks), train, valid, self.train, run_dir=run_dir, resume=resume, on_epoch=self.on_epoch)
+        result = fit(net, list(tasks), train, valid, self.train, run_dir=run_dir, resume=resume, on_epoch=self.on_epoch,
+                     on_record=self.on_record)
         self.net_ = result.model
         self.tasks_ = list(tasks)
         self.best_epoch_ = result.best_epoch

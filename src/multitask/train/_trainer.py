@@ -76,6 +76,7 @@ def fit(
     balancer: Balancer | GradientBalancer | None = None,
     sampler: Sampler | None = None,
     on_epoch: Callable[[int, float | None], None] | None = None,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
 ) -> FitResult:
     """Train ``model`` on ``train``; early-stop on ``Σ_t w_t · mean validation loss_t`` of ``valid``.
 
@@ -91,7 +92,8 @@ def fit(
 
     ``on_epoch(epoch, score)`` (optional) is called after each epoch with its early-stopping score (lower is
     better; None without validation labels): a search prunes a trial by raising from it, which ends ``fit``
-    with that exception (after the epoch's checkpoint).
+    with that exception (after the epoch's checkpoint). ``on_record(record)`` (optional) gets each epoch's
+    ``log.jsonl`` record on the main process, after it is written (experiment tracking).
 
     A non-finite task loss in a training step, a non-finite validation loss or non-finite weights raise
     :class:`~multitask.errors.TrainingDivergedError` naming the task and epoch: the checkpoint of the last
@@ -268,6 +270,8 @@ def fit(
                 )
             if progress is not None and bar is not None:
                 progress.remove_task(bar)
+            if on_record is not None and ddp.is_main:
+                on_record(record)
             if on_epoch is not None:
                 on_epoch(epoch + 1, score)
 
