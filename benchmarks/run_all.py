@@ -38,6 +38,7 @@ BENCHMARKS: dict[str, tuple[list[str], bool]] = {
                               "hard-sharing,hard-sharing[categorical=embedding],shared-bottom,mmoe,cgc,ple,dselect-k,"
                               "gbdt:independent", "--out", "benchmarks/results/architectures_census"], True),
     "architectures_multimnist": (["benchmarks.architectures_multimnist"], True),
+    "finetune_sarcos": (["benchmarks.finetune"], True),
     "categorical_embeddings": (["benchmarks.categorical_embeddings"], True),
     "recommender": (["benchmarks.recommender"], False),
 }
