@@ -39,6 +39,7 @@ BENCHMARKS: dict[str, tuple[list[str], bool]] = {
                               "gbdt:independent", "--out", "benchmarks/results/architectures_census"], True),
     "architectures_multimnist": (["benchmarks.architectures_multimnist"], True),
     "finetune_sarcos": (["benchmarks.finetune"], True),
+    "pareto_census": (["benchmarks.pareto"], True),
     "categorical_embeddings": (["benchmarks.categorical_embeddings"], True),
     "recommender": (["benchmarks.recommender"], False),
 }

@@ -31,6 +31,14 @@ def _cfg(data: Path, out: Path, **extra: object) -> RunConfig:
     return RunConfig(data=str(data), tasks=TASKS, out=str(out), train=training, **extra)
 
 
+def _store(tmp_path: Path, name: str = "mlflow.db") -> str:
+    """A SQLite tracking store in ``tmp_path`` whose experiment keeps its artifacts there too (MLflow's default
+    artifact folder is ./mlruns in the working directory)."""
+    uri = f"sqlite:///{tmp_path / name}"
+    _client(uri).create_experiment("multitask", artifact_location=(tmp_path / f"{name}-artifacts").as_uri())
+    return uri
+
+
 def _client(uri: str):  # type: ignore[no-untyped-def]
     from mlflow.tracking import MlflowClient
 
@@ -60,7 +68,7 @@ def test_names_values_and_params() -> None:
 
 
 def test_mlflow_store_holds_params_epochs_metrics_and_artifacts(wide_csv: Path, tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = _store(tmp_path)
     result = train(_cfg(wide_csv, tmp_path / "run", track=["mlflow"], tracking_uri=uri, baseline=["stl"]))
     client, run = _only_run(uri)
     assert run.info.status == "FINISHED" and run.info.run_name == "run"
@@ -89,7 +97,7 @@ def test_tensorboard_event_files_read_back(wide_csv: Path, tmp_path: Path) -> No
 
 
 def test_linear_run_logs_final_metrics_only(wide_csv: Path, tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = _store(tmp_path)
     cfg = RunConfig(data=str(wide_csv), tasks=["y1:regression", "y2:binary"], model="linear:l21",
                     out=str(tmp_path / "run"), track="mlflow", tracking_uri=uri)
     result = train(cfg)
@@ -100,7 +108,7 @@ def test_linear_run_logs_final_metrics_only(wide_csv: Path, tmp_path: Path) -> N
 
 
 def test_failed_run_is_marked_failed(wide_csv: Path, tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = _store(tmp_path)
     cfg = _cfg(wide_csv, tmp_path / "run", track=["mlflow"], tracking_uri=uri,
                train={"lr": 1e30, "optimizer": "sgd"})
     with pytest.raises(TrainingDivergedError):
@@ -112,7 +120,7 @@ def test_failed_run_is_marked_failed(wide_csv: Path, tmp_path: Path) -> None:
 def test_resumed_run_replays_its_epochs(wide_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from multitask.tracking import Tracking
 
-    out, first, second = tmp_path / "run", f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+    out, first, second = tmp_path / "run", _store(tmp_path, "a.db"), _store(tmp_path, "b.db")
     logged = Tracking.epoch
 
     def killed_after_epoch_2(self: Tracking, record: dict) -> None:
@@ -144,7 +152,7 @@ def test_unknown_tracker_is_refused(wide_csv: Path, tmp_path: Path, capsys: pyte
 
 
 def test_cli_track_flag(wide_csv: Path, tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = _store(tmp_path)
     code = main(["train", "--data", str(wide_csv), "--task", "y1:regression", "--epochs", "2", "--quiet",
                  "--out", str(tmp_path / "r"), "--track", "mlflow", "--tracking-uri", uri])
     assert code == 0

@@ -58,6 +58,13 @@ def _source_of(pre: Preprocessor, task: Task) -> str:
     return task.name if task.name in pre.sources else next(iter(pre.sources))
 
 
+def _widened(shape: int | tuple[int, int, int], extra: int) -> int | tuple[int, int, int]:
+    """``extra`` more columns of a tabular input, or channels of an image input."""
+    if isinstance(shape, int):
+        return shape + extra
+    return (shape[0] + extra, shape[1], shape[2])
+
+
 class Deep:
     """A deep multi-task network (an architecture of ``multitask.nn``) trained with early stopping."""
 
@@ -91,17 +98,21 @@ class Deep:
     def _architecture_options(self) -> dict[str, Any]:
         return {k: v for k, v in self.options.items() if k not in INPUT_OPTIONS}
 
-    def _build(self, tasks: Sequence[Task], pre: Preprocessor, task_source: dict[str, str]) -> nn.Module:
+    def _build(self, tasks: Sequence[Task], pre: Preprocessor, task_source: dict[str, str],
+               widen: int = 0) -> nn.Module:
+        """The network; ``widen`` more input columns (tabular) or channels (images) per source, for inputs
+        that a wrapper appends (a preference vector)."""
         from multitask.nn import InputSpec
 
         used = [s for s in pre.input_shapes() if s in set(task_source.values())]
+        shapes = {s: _widened(pre.input_shapes()[s], widen) for s in used}
         categorical = self.options.get("categorical", DEFAULT_CATEGORICAL)
         if categorical not in CATEGORICAL:
             raise ConfigError(f"model_options: categorical must be one of {', '.join(CATEGORICAL)}, got {categorical!r}")
         columns = {s: pre.categorical_columns(s) for s in used} if categorical == "embedding" else {}
         sizes = pre.output_sizes()
         try:
-            inputs = InputSpec.of_sources({s: pre.input_shapes()[s] for s in used}, columns,
+            inputs = InputSpec.of_sources(shapes, columns,
                                           self.options.get("embedding_sizes"))
             net: nn.Module = MODELS.get(self.name)(
                 inputs=inputs,
