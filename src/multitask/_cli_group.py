@@ -165,7 +165,7 @@ def _compare(args: argparse.Namespace, console: Any) -> int:
     groups: Any = "auto"
     if args.affinity is not None:
         groups = _partition(args)[1]
-    result = compare_groups(cfg, groups)
+    result = compare_groups(cfg, groups, source=f"--affinity {args.affinity}")
     if args.affinity is not None:
         result.chosen = {"affinity_file": str(args.affinity), **result.chosen}
     print_comparison(result, console)

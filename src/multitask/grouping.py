@@ -80,18 +80,20 @@ class GroupComparison:
         }
 
 
-def compare_groups(cfg: RunConfig, groups: str | Groups = "auto", data: BuiltinData | None = None) -> GroupComparison:
+def compare_groups(cfg: RunConfig, groups: str | Groups = "auto", data: BuiltinData | None = None, *,
+                   source: str = "groups") -> GroupComparison:
     """Fit the all-in-one, grouped and single-task models of ``cfg`` on one split and score them.
 
     ``groups`` is ``"auto"`` (``cfg.group_options`` are its options), a JSON file of groups, or the groups
-    themselves; ``data`` (optional) the already loaded data set that ``cfg.dataset`` names.
+    themselves (``source`` names where they came from, in messages); ``data`` (optional) the already loaded
+    data set that ``cfg.dataset`` names.
     """
     base = cfg.model_copy(update={"groups": None, "group_options": {}, "out": None})
     grouped_cfg = cfg.model_copy(update={"groups": groups, "group_options": cfg.group_options if groups == "auto" else {}})
     p = prepare(base, data, hold_out_test=True)
     names = [t.name for t in p.tasks]
     if not isinstance(groups, str):
-        check_partition(groups, names, "groups")
+        check_partition(groups, names, source)
     grouped = grouped_class(cfg.model).from_config(grouped_cfg)
     plan = {
         SINGLE_TASK: models.make(base.model_copy(update={"groups": [[n] for n in names]})),

@@ -20,7 +20,9 @@ the members' own, so the composed model predicts, evaluates and loads like any o
 Options of ``auto`` (``group_options``, ``--group-option KEY=VALUE``): ``measure`` (``lookahead`` or
 ``gradient``), ``k`` (exactly K groups; default: the best number), ``every`` (measure every K steps, default
 10), ``epochs`` (of the measuring run; default: the run's), ``model`` (the deep model that measures; default:
-the run's model when it is deep, else ``hard-sharing``), ``lookahead_lr`` and ``beam_width``.
+the run's model when it is deep, else ``hard-sharing``), ``model_options`` (its options; default: the run's,
+with ``head: shared`` where the architecture has heads and the run leaves them unset), ``lookahead_lr`` and
+``beam_width``.
 
 Files in the run directory: ``groups.json`` (the groups, how they were chosen, and for ``auto`` the affinity
 matrix; written before the members train, so that ``--resume`` keeps them), ``affinity_MEASURE.csv``
@@ -29,6 +31,7 @@ matrix; written before the members train, so that ``--resume`` keeps them), ``af
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import math
@@ -61,7 +64,11 @@ GROUPS_DIR = "groups"
 MEASURING_MODEL = "hard-sharing"
 #: ``group_options`` and their defaults
 OPTIONS: dict[str, Any] = {"measure": "lookahead", "k": None, "every": 10, "epochs": None, "model": None,
-                           "lookahead_lr": None, "beam_width": 16}
+                           "model_options": None, "lookahead_lr": None, "beam_width": 16}
+#: the head of the measuring model, where its architecture has a ``head`` option the options leave unset: with
+#: one free head per task, the gradients that reach the shared part carry each head's arbitrary sign, so
+#: related tasks can look opposed (see "Training by groups" in docs/affinity.md)
+MEASURING_HEAD = "shared"
 
 Groups = list[list[str]]
 
@@ -165,6 +172,8 @@ def _check_options(options: dict[str, Any], where: str) -> dict[str, Any]:
     lr = merged["lookahead_lr"]
     if lr is not None and (isinstance(lr, bool) or not isinstance(lr, int | float) or not (math.isfinite(lr) and lr > 0)):
         raise ConfigError(f"{where}: lookahead_lr must be a positive number, got {lr!r}")
+    if merged["model_options"] is not None and not isinstance(merged["model_options"], dict):
+        raise ConfigError(f"{where}: model_options must be a mapping, got {merged['model_options']!r}")
     if merged["model"] is not None:
         from multitask.models import check_name, family_name
 
@@ -222,7 +231,7 @@ class Grouped:
 
     def measuring_config(self) -> RunConfig:
         """The configuration of the deep run that measures affinity (``groups: auto``)."""
-        from multitask.models import family_name
+        from multitask.models import family_name, member
 
         cfg = self.member
         deep = family_name(cfg.model) == "deep"
@@ -230,8 +239,12 @@ class Grouped:
         train = cfg.train if deep else type(cfg.train)(seed=cfg.train.seed, threads=cfg.train.threads)
         train = train.model_copy(update={"progress": False, **({"epochs": self.options["epochs"]}
                                                                if self.options["epochs"] is not None else {})})
-        return cfg.model_copy(update={"model": model, "model_options": cfg.model_options if model == cfg.model else {},
-                                      "cv": None, "train": train})
+        options = self.options["model_options"]
+        if options is None:
+            options = dict(cfg.model_options) if model == cfg.model else {}
+            if "head" in inspect.signature(member(model)).parameters and "head" not in options:
+                options["head"] = MEASURING_HEAD
+        return cfg.model_copy(update={"model": model, "model_options": options, "cv": None, "train": train})
 
     # ---- the Model interface -----------------------------------------------------------------------------
     def check(self, tasks: Sequence[Task], pre: Preprocessor) -> None:
@@ -318,7 +331,8 @@ class Grouped:
             raise ConfigError(f"--group-option k={k}: more groups than the run's {len(names)} tasks")
         partition = best_partition(matrix, k, beam_width=int(self.options["beam_width"]))
         groups = partition_names(partition, names)
-        self.chosen_ = {"measure": measure, "measured_with": cfg.model, "steps": result.steps,
+        self.chosen_ = {"measure": measure, "measured_with": {"model": cfg.model, "model_options": cfg.model_options,
+                                                              "epochs": cfg.train.epochs}, "steps": result.steps,
                         "score": partition.score, "method": partition.method,
                         "affinity": {"tasks": names, "matrix": matrix.tolist()}}
         log.info("groups auto: %s affinity over %d steps; %d groups (score %.4g)", measure, result.steps,
