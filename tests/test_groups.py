@@ -218,3 +218,10 @@ def test_resume_keeps_the_groups_and_refuses_other_groups(wide_csv: Path, tmp_pa
     _groups_file(groups, [["y1"], ["y2", "cls"]])
     assert main([*args, "--resume"]) == 2
     assert "trained by other groups" in capsys.readouterr().err
+
+
+def test_auto_groups_are_refused_under_torchrun(wide_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["train", "--data", str(wide_csv), *WIDE_TASKS, "--groups", "auto", "--out", str(tmp_path / "r")]) == 2
+    assert "not under torchrun" in capsys.readouterr().err

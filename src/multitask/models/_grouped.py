@@ -35,6 +35,7 @@ import inspect
 import json
 import logging
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -253,6 +254,12 @@ class Grouped:
 
         names = [t.name for t in tasks]
         if self.groups == AUTO:
+            if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+                raise ConfigError("--groups auto measures affinity in one process, not under torchrun; choose the "
+                                  "groups first (multitask group --output groups.json) and train with --groups groups.json")
+            k = self.options["k"]
+            if k is not None and k > len(names):
+                raise ConfigError(f"--group-option k={k}: more groups than the run's {len(names)} tasks")
             make(self.measuring_config()).check(tasks, pre)
             make(self.member_config(names)).check(tasks, pre)
             return
@@ -326,10 +333,7 @@ class Grouped:
             raise ConfigError(f"--groups auto: the {measure} affinity of tasks {names[i]!r} and {names[j]!r} was never "
                               f"measured (no training batch labelled both); measure more often "
                               "(--group-option every=1) or for longer (--group-option epochs=N)")
-        k = self.options["k"]
-        if k is not None and k > len(names):
-            raise ConfigError(f"--group-option k={k}: more groups than the run's {len(names)} tasks")
-        partition = best_partition(matrix, k, beam_width=int(self.options["beam_width"]))
+        partition = best_partition(matrix, self.options["k"], beam_width=int(self.options["beam_width"]))
         groups = partition_names(partition, names)
         self.chosen_ = {"measure": measure, "measured_with": {"model": cfg.model, "model_options": cfg.model_options,
                                                               "epochs": cfg.train.epochs}, "steps": result.steps,
