@@ -42,6 +42,7 @@ BENCHMARKS: dict[str, tuple[list[str], bool]] = {
     "pareto_census": (["benchmarks.pareto"], True),
     "categorical_embeddings": (["benchmarks.categorical_embeddings"], True),
     "recommender": (["benchmarks.recommender"], False),
+    "grouping": (["benchmarks.grouping"], True),
 }
 
 

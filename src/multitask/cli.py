@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--model-option", action="append", metavar="KEY=VALUE", help=_doc("model_options"))
     m.add_argument("--cv", type=int, metavar="K", help=_doc("cv"))
     m.add_argument("--search", type=int, metavar="N", help=_doc("search"))
+    m.add_argument("--groups", metavar="auto|FILE.json", help=_doc("groups"))
+    m.add_argument("--group-option", action="append", metavar="KEY=VALUE", help=_doc("group_options"))
     o = t.add_argument_group("training")
     o.add_argument("--epochs", type=int, help=_doc("epochs", train=True))
     o.add_argument("--batch-size", type=int, help=_doc("batch_size", train=True))
@@ -177,6 +179,7 @@ def _train_overrides(a: argparse.Namespace) -> dict[str, Any]:
         "model": a.model,
         "cv": a.cv,
         "search": a.search,
+        "groups": a.groups,
         "out": a.out,
         "baseline": a.baseline,
         "track": a.track,
@@ -202,6 +205,8 @@ def _train_overrides(a: argparse.Namespace) -> dict[str, Any]:
         overrides["dataset_options"] = _key_values(a.dataset_option, "--dataset-option")
     if model_options:
         overrides["model_options"] = model_options
+    if a.group_option:
+        overrides["group_options"] = _key_values(a.group_option, "--group-option")
     if a.balancer_option:
         overrides["train"]["balancer_options"] = _key_values(a.balancer_option, "--balancer-option")
     return overrides
@@ -293,6 +298,11 @@ def _cmd_train(a: argparse.Namespace, console: Any) -> int:
     result = train(cfg, resume=a.resume)
     if is_main_process():
         print_comparison(result, console)
+        if cfg.groups is not None:
+            from multitask.models._grouped import read_run_groups
+
+            groups = read_run_groups(result.run_dir)
+            console.print(f"trained by {len(groups)} groups: " + " | ".join(", ".join(g) for g in groups), markup=False)
         console.print(f"run written to {result.run_dir}", markup=False)
     return 0
 

@@ -125,6 +125,10 @@ class RunConfig(BaseModel):
     """Linear models: choose regularization by K-fold cross-validation."""
     search: StrictInt | None = None
     """Tune the model's options with this many Optuna trials, scored on validation (see docs/selection.md)."""
+    groups: str | list[list[str]] | None = None
+    """Train one model per group of tasks: auto (groups chosen from task affinity measured on the training rows), a JSON file of groups (multitask group --output), or a list of lists of task names."""
+    group_options: dict[str, Any] = Field(default_factory=dict)
+    """Options of groups auto: measure, k, every, epochs, model, lookahead_lr, beam_width (see docs/affinity.md)."""
     # -- training and comparison
     train: TrainConfig = Field(default_factory=TrainConfig)
     """Training options (the table below); deep models read them all, other families only seed and threads."""
@@ -263,6 +267,18 @@ class RunConfig(BaseModel):
                 raise ValueError(f"option 'train.{extra[0]}' applies to deep models, not {self.model!r}")
         return self
 
+    @model_validator(mode="after")
+    def _groups_apply(self) -> RunConfig:
+        """``groups`` names the partition of one model's tasks: not with a model chosen among candidates."""
+        if self.groups is not None and (self.model == AUTO or self.search is not None):
+            raise ValueError("option 'groups' does not apply to --model auto or --search (train by groups a model "
+                             "you name)")
+        if self.groups is not None and isinstance(self.groups, str) and not self.groups.strip():
+            raise ValueError("option 'groups': give auto, a JSON file of groups, or a list of lists of task names")
+        if self.group_options and self.groups is None:
+            raise ValueError("option 'group_options' needs --groups auto")
+        return self
+
     @property
     def per_task(self) -> bool:
         return any(t.data is not None for t in self.tasks)
@@ -301,7 +317,8 @@ def _as_flags(message: str) -> str:
 
 
 #: options whose flag is not their name
-_FLAGS = {"tasks": "task", "dataset_options": "dataset_option", "model_options": "model_option"}
+_FLAGS = {"tasks": "task", "dataset_options": "dataset_option", "model_options": "model_option",
+          "group_options": "group_option"}
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

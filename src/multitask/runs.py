@@ -355,7 +355,8 @@ def _check_prediction_columns(p: Prepared) -> None:
 
 def _inputs(cfg: RunConfig) -> list[str]:
     """The files (and data folder) a run reads."""
-    files = [cfg.data, cfg.test_data, cfg.data_dir, *(t.data for t in cfg.tasks)]
+    groups = cfg.groups if isinstance(cfg.groups, str) and cfg.groups != "auto" else None
+    files = [cfg.data, cfg.test_data, cfg.data_dir, groups, *(t.data for t in cfg.tasks)]
     return [f for f in files if f]
 
 
@@ -372,7 +373,7 @@ def _plan(cfg: RunConfig, p: Prepared, model: Model | None = None) -> tuple[Mode
 def _baseline_config(cfg: RunConfig, kind: str, p: Prepared) -> RunConfig:
     """The configuration of one baseline, with a training budget at least the model's (docs/cli.md)."""
     if kind == "stl":
-        return cfg
+        return cfg.model_copy(update={"groups": None, "group_options": {}})  # one model per task, not per group
     if kind == "gbdt":
         name, options = "gbdt:independent", {}
     else:  # pooled: the same family with every parameter shared but a per-task intercept
@@ -384,6 +385,8 @@ def _baseline_config(cfg: RunConfig, kind: str, p: Prepared) -> RunConfig:
     return cfg.model_copy(update={
         "model": name,
         "model_options": options,
+        "groups": None,
+        "group_options": {},
         "cv": cfg.cv if same_family else None,
         "train": cfg.train if same_family or models.family_name(name) == "deep" else type(cfg.train)(seed=cfg.train.seed),
     })
@@ -478,7 +481,7 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     decl = _field(meta, "declaration", dict, path)
     name = _field(meta, "model", str, path)
     try:
-        family = models.family(name)
+        models.family(name)  # a model name that exists
         tasks = [Task.from_dict(t) for t in _field(decl, "tasks", list, path)]
         for key in ("task_source", "target_column", "task_rows", "sources"):
             _field(decl, key, dict, path)
@@ -499,7 +502,7 @@ def load_run(run_dir: str | Path) -> LoadedRun:
                                   f"{t.kind} in {path}")
     if sorted(pre.sources) != sorted(decl["sources"]):
         raise CheckpointError(f"{d / 'preprocessing.json'}: field 'sources' does not match {path}")
-    model = family.load(name, d, tasks, pre)
+    model = models.load(name, d, tasks, pre)
     return LoadedRun(d, decl, pre, tasks, model.predict)
 
 

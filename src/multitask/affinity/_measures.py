@@ -35,6 +35,8 @@ from multitask.train import task_loss_sums
 
 if TYPE_CHECKING:
     from multitask.config import RunConfig
+    from multitask.data.arrays import Arrays
+    from multitask.data.preprocess import Preprocessor
 
 log = logging.getLogger(__name__)
 
@@ -161,13 +163,18 @@ def affinity(
     every: int = 10,
     lr: float | None = None,
     data: Any = None,
+    *,
+    prepared: tuple[Sequence[Task], Preprocessor, Arrays] | None = None,
 ) -> AffinityResult:
     """Train the configured deep model on the training part and measure task affinity every ``every`` steps.
 
     This is a separate training run of the model that ``cfg`` describes (same architecture, optimizer, sampler,
     batch size, epochs and seed; tasks combined by their weights plus the model's own penalty, no balancing
     method, no early stopping).
-    ``lr`` is the lookahead step size ``η`` (default: ``cfg.train.lr``).
+    ``lr`` is the lookahead step size ``η`` (default: ``cfg.train.lr``). ``prepared`` (optional) is
+    ``(tasks, preprocessor, training arrays)`` already split and encoded: the measure trains on those rows
+    instead of reading and splitting the configured data (what training by groups passes: its own
+    training rows).
     """
     from multitask import models
     from multitask.runs import prepare
@@ -186,11 +193,14 @@ def affinity(
     build = getattr(model, "_build", None)
     if build is None:
         raise ConfigError(f"model {cfg.model!r}: task affinity needs a deep model (one of multitask.nn)")
-    p = prepare(cfg, data, hold_out_test=False)
-    tasks, train, config = p.tasks, p.train, cfg.train
-    model.check(tasks, p.pre)
+    if prepared is None:
+        p = prepare(cfg, data, hold_out_test=False)
+        prepared = (p.tasks, p.pre, p.train)
+    tasks, pre, train = list(prepared[0]), prepared[1], prepared[2]
+    config = cfg.train
+    model.check(tasks, pre)
     torch.manual_seed(config.seed)
-    net: nn.Module = build(tasks, p.pre, {t.name: train.task_source[t.name] for t in tasks})
+    net: nn.Module = build(tasks, pre, {t.name: train.task_source[t.name] for t in tasks})
     device = select_device()
     net.to(device)
     shared_parameters = getattr(net, "shared_parameters", None)

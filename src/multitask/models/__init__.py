@@ -6,6 +6,8 @@ builds the configured model; ``family(name)`` is its class; ``names()`` lists ev
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from multitask.errors import ConfigError
@@ -14,8 +16,10 @@ from multitask.registry import FAMILIES, MEMBERS, Registry
 
 if TYPE_CHECKING:
     from multitask.config import RunConfig
+    from multitask.data.preprocess import Preprocessor
+    from multitask.tasks import Task
 
-__all__ = ["Model", "Param", "Predictions", "check_name", "family", "family_name", "make", "member", "names"]
+__all__ = ["Model", "Param", "Predictions", "check_name", "family", "family_name", "load", "make", "member", "names"]
 
 #: the family of a model name without a prefix
 DEFAULT_FAMILY = "deep"
@@ -59,8 +63,22 @@ def member(name: str) -> Any:
 
 
 def make(cfg: RunConfig) -> Model:
-    """The model that ``cfg.model`` names, with the configuration's options (nothing fitted yet)."""
+    """The model that ``cfg.model`` names, with the configuration's options (nothing fitted yet); with
+    ``cfg.groups``, one such model per group of tasks (:class:`~multitask.models._grouped.Grouped`)."""
+    if cfg.groups is not None:
+        from multitask.models._grouped import grouped_class
+
+        return grouped_class(cfg.model).from_config(cfg)
     return family(cfg.model).from_config(cfg)
+
+
+def load(name: str, run_dir: Path, tasks: Sequence[Task], pre: Preprocessor) -> Model:
+    """The model of ``name`` saved in ``run_dir``: one per group where the run was trained by groups."""
+    from multitask.models._grouped import GROUPS_FILE, grouped_class
+
+    if (run_dir / GROUPS_FILE).exists():
+        return grouped_class(name).load(name, run_dir, tasks, pre)
+    return family(name).load(name, run_dir, tasks, pre)
 
 
 def names() -> list[str]:
