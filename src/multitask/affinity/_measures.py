@@ -38,8 +38,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: the measures :func:`affinity` computes, by name
-MEASURES = ("gradient", "lookahead")
+#: the measures :func:`affinity` computes while a deep model trains, by name
+DEEP_MEASURES = ("gradient", "lookahead")
+#: every measure, by name: those of a deep model's training, transfer gain (:func:`transfer_gain`) and the
+#: task structure of a fitted linear model (:func:`linear_affinity`)
+MEASURES = (*DEEP_MEASURES, "transfer", "mtrl", "clustered")
+
+
+def check_single_process(what: str) -> None:
+    """ConfigError under torchrun (``WORLD_SIZE > 1``): ``what`` runs as one process."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError(f"{what} runs as one process, not under torchrun (WORLD_SIZE="
+                          f"{os.environ['WORLD_SIZE']}); run it with python or the multitask command")
 
 
 def gradient_affinity(jacobian: torch.Tensor) -> torch.Tensor:
@@ -157,7 +169,7 @@ class AffinityResult:
 
 def affinity(
     cfg: RunConfig,
-    measures: Sequence[str] = MEASURES,
+    measures: Sequence[str] = DEEP_MEASURES,
     every: int = 10,
     lr: float | None = None,
     data: Any = None,
@@ -166,7 +178,8 @@ def affinity(
 
     This is a separate training run of the model that ``cfg`` describes (same architecture, optimizer, sampler,
     batch size, epochs and seed; tasks combined by their weights plus the model's own penalty, no balancing
-    method, no early stopping).
+    method, no early stopping): the configured ``train.balancer`` must be ``static`` (the default), since
+    the measures read the raw per-task gradients that another balancing method would reweight or replace.
     ``lr`` is the lookahead step size ``η`` (default: ``cfg.train.lr``).
     """
     from multitask import models
@@ -174,9 +187,15 @@ def affinity(
     from multitask.train._distributed import select_device
     from multitask.train._trainer import _check_step, epoch_seed, make_optimizer, make_sampler
 
-    unknown = [m for m in measures if m not in MEASURES]
+    unknown = [m for m in measures if m not in DEEP_MEASURES]
     if unknown or not measures:
-        raise ConfigError(f"--measure {','.join(measures)}: each must be one of {', '.join(MEASURES)}")
+        raise ConfigError(f"--measure {','.join(measures)}: each must be one of {', '.join(DEEP_MEASURES)} (measured "
+                          "while a deep model trains; transfer, mtrl and clustered have their own functions)")
+    check_single_process("task affinity")
+    if cfg.train.balancer != "static":
+        raise ConfigError(f"train.balancer {cfg.train.balancer!r}: the affinity run combines the task losses by their "
+                          "weights (balancer 'static'); the gradient and lookahead measures read each task's own "
+                          "gradient, which another balancer would reweight or replace. Measure with balancer static")
     if every < 1:
         raise ConfigError(f"--every {every}: must be at least 1")
     eta = cfg.train.lr if lr is None else lr
