@@ -185,7 +185,7 @@ def affinity(
     from multitask import models
     from multitask.runs import prepare
     from multitask.train._distributed import select_device
-    from multitask.train._trainer import _check_step, epoch_seed, make_optimizer, make_sampler
+    from multitask.train._trainer import _check_step, _torch_threads, epoch_seed, make_optimizer, make_sampler
 
     unknown = [m for m in measures if m not in DEEP_MEASURES]
     if unknown or not measures:
@@ -224,39 +224,40 @@ def affinity(
     penalty_of = getattr(net, "penalty", None)
     net_penalty = penalty_of if callable(penalty_of) else None
     recorders = {m: Recorder(len(tasks)) for m in measures}
-    step, measured, measure_seconds = 0, 0, 0.0
-    start = time.perf_counter()
-    for epoch in range(config.epochs):
-        torch.manual_seed(epoch_seed(config.seed, epoch))
-        net.train()
-        for rows in sampler.batches(train, config.batch_size, epoch, config.seed):
-            batch = train.take(rows).to(device)
-            count = torch.stack([batch.masks[t.name].sum() for t in tasks])
-            losses = _mean_losses(tasks, net(batch.inputs), batch, count)
-            _check_step(tasks, losses.detach().cpu(), epoch, step, None)  # diverged: an error, never a matrix
-            total = (losses.float() * weights).sum()
-            penalty = net_penalty() if net_penalty is not None else None  # of this forward pass (gates, heads)
-            if penalty is not None:
-                total = total + penalty.to(total.dtype)
-            optimizer.zero_grad(set_to_none=True)
-            if step % every == 0:
-                t0 = time.perf_counter()
-                jacobian = task_jacobian(losses, shared, retain_graph=True)
-                labelled = (count > 0).cpu()
-                if "gradient" in recorders:
-                    cosine = gradient_affinity(jacobian).cpu()
-                    cosine[~labelled, :] = float("nan")
-                    cosine[:, ~labelled] = float("nan")
-                    recorders["gradient"].add(cosine)
-                if "lookahead" in recorders:
-                    recorders["lookahead"].add(lookahead_affinity(net, tasks, batch, shared_names, jacobian, eta))
-                measured += 1
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                measure_seconds += time.perf_counter() - t0
-            total.backward()
-            optimizer.step()
-            step += 1
+    with _torch_threads(config.threads):  # as the trainer: train.threads torch CPU threads
+        step, measured, measure_seconds = 0, 0, 0.0
+        start = time.perf_counter()
+        for epoch in range(config.epochs):
+            torch.manual_seed(epoch_seed(config.seed, epoch))
+            net.train()
+            for rows in sampler.batches(train, config.batch_size, epoch, config.seed):
+                batch = train.take(rows).to(device)
+                count = torch.stack([batch.masks[t.name].sum() for t in tasks])
+                losses = _mean_losses(tasks, net(batch.inputs), batch, count)
+                _check_step(tasks, losses.detach().cpu(), epoch, step, None)  # diverged: an error, never a matrix
+                total = (losses.float() * weights).sum()
+                penalty = net_penalty() if net_penalty is not None else None  # of this forward pass (gates, heads)
+                if penalty is not None:
+                    total = total + penalty.to(total.dtype)
+                optimizer.zero_grad(set_to_none=True)
+                if step % every == 0:
+                    t0 = time.perf_counter()
+                    jacobian = task_jacobian(losses, shared, retain_graph=True)
+                    labelled = (count > 0).cpu()
+                    if "gradient" in recorders:
+                        cosine = gradient_affinity(jacobian).cpu()
+                        cosine[~labelled, :] = float("nan")
+                        cosine[:, ~labelled] = float("nan")
+                        recorders["gradient"].add(cosine)
+                    if "lookahead" in recorders:
+                        recorders["lookahead"].add(lookahead_affinity(net, tasks, batch, shared_names, jacobian, eta))
+                    measured += 1
+                    if device.type == "cuda":
+                        torch.cuda.synchronize(device)
+                    measure_seconds += time.perf_counter() - t0
+                total.backward()
+                optimizer.step()
+                step += 1
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
