@@ -178,7 +178,7 @@ def test_the_deep_affinity_run_refuses_another_balancer_and_torchrun(csv: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = load_config(None, {"data": str(csv), "task_column": "task", "target": "y", "task_kind": "regression",
                              "train": {"balancer": "dwa", "progress": False}})
-    with pytest.raises(ConfigError, match="train.balancer 'dwa'.*balancer static"):
+    with pytest.raises(ConfigError, match=r"train.balancer 'dwa'.*balancer static"):
         affinity(cfg)
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ConfigError, match="not under torchrun"):
