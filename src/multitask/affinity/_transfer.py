@@ -146,7 +146,8 @@ def transfer_gain(
     subsets = [(n,) for n in names] + list(combinations(names, 2))
     start = time.perf_counter()
     log.info("transfer gain: %d trainings of %s on %d processes", len(subsets), cfg.model, n_jobs)
-    done = Parallel(n_jobs=n_jobs)(delayed(_fit)(cfg, p, s) for s in subsets)
+    # max_nbytes=None: the workers get their own writable copies of the data (torch refuses read-only memmaps)
+    done = Parallel(n_jobs=n_jobs, max_nbytes=None)(delayed(_fit)(cfg, p, s) for s in subsets)
     seconds = time.perf_counter() - start
     metrics = {s: m for s, m, _ in done}
     by_task = {task.name: task for task in p.tasks}
