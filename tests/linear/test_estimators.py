@@ -221,10 +221,12 @@ def test_clustered_groups_tasks() -> None:
     a, b = rng.normal(size=6) * 2, rng.normal(size=6) * 2
     W = np.vstack([a, a, a, b, b, b]) + 0.05 * rng.normal(size=(6, 6))
     Y = X @ W.T + 0.1 * rng.normal(size=(300, 6))
-    M = Clustered(n_clusters=2, alpha=1e-2, eta=0.1).fit(X, Y).cluster_matrix_
+    model = Clustered(n_clusters=2, alpha=1e-2, eta=0.1).fit(X, Y)
+    M = model.cluster_matrix_
     assert np.trace(M) == pytest.approx(2.0)
     within, across = M[:3, :3].mean(), M[:3, 3:].mean()
     assert within > 0.25 and abs(across) < 0.05
+    np.testing.assert_array_equal(model.task_clusters_, [0, 0, 0, 1, 1, 1])  # numbered by their first task
 
 
 # ---- the command line's use: LINEAR.get(name)(loss=[...]).fit(X, Y wide with NaN) ----------------------

@@ -1,7 +1,14 @@
-"""Task affinity of a deep model's training: which tasks help each other (see docs/affinity.md)."""
+"""Task affinity: which tasks help each other (see docs/affinity.md).
+
+Measured while a deep model trains (``gradient``, ``lookahead``: :func:`affinity`), as the ground truth of
+pairwise trainings (``transfer``: :func:`transfer_gain`), or read off a fitted linear model (``mtrl``,
+``clustered``: :func:`linear_affinity`).
+"""
 
 from multitask.affinity._grouping import Partition, best_partition, partition_names, partition_score
+from multitask.affinity._linear import LINEAR_MEASURES, LinearAffinity, linear_affinity
 from multitask.affinity._measures import (
+    DEEP_MEASURES,
     MEASURES,
     AffinityResult,
     Recorder,
@@ -11,20 +18,28 @@ from multitask.affinity._measures import (
     lookahead_affinity,
 )
 from multitask.affinity._plot import plot_heatmap, read_csv, write_csv
+from multitask.affinity._transfer import MAX_TASKS, TransferResult, transfer_gain
 
 __all__ = [
+    "DEEP_MEASURES",
+    "LINEAR_MEASURES",
+    "MAX_TASKS",
     "MEASURES",
     "AffinityResult",
+    "LinearAffinity",
     "Partition",
     "Recorder",
+    "TransferResult",
     "affinity",
     "best_partition",
     "cluster_order",
     "gradient_affinity",
+    "linear_affinity",
     "lookahead_affinity",
     "partition_names",
     "partition_score",
     "plot_heatmap",
     "read_csv",
+    "transfer_gain",
     "write_csv",
 ]

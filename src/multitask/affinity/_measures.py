@@ -40,8 +40,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: the measures :func:`affinity` computes, by name
-MEASURES = ("gradient", "lookahead")
+#: the measures :func:`affinity` computes while a deep model trains, by name
+DEEP_MEASURES = ("gradient", "lookahead")
+#: every measure, by name: those of a deep model's training, transfer gain (:func:`transfer_gain`) and the
+#: task structure of a fitted linear model (:func:`linear_affinity`)
+MEASURES = (*DEEP_MEASURES, "transfer", "mtrl", "clustered")
+
+
+def check_single_process(what: str) -> None:
+    """ConfigError under torchrun (``WORLD_SIZE > 1``): ``what`` runs as one process."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError(f"{what} runs as one process, not under torchrun (WORLD_SIZE="
+                          f"{os.environ['WORLD_SIZE']}); run it with python or the multitask command")
 
 
 def gradient_affinity(jacobian: torch.Tensor) -> torch.Tensor:
@@ -159,7 +171,7 @@ class AffinityResult:
 
 def affinity(
     cfg: RunConfig,
-    measures: Sequence[str] = MEASURES,
+    measures: Sequence[str] = DEEP_MEASURES,
     every: int = 10,
     lr: float | None = None,
     data: Any = None,
@@ -170,7 +182,8 @@ def affinity(
 
     This is a separate training run of the model that ``cfg`` describes (same architecture, optimizer, sampler,
     batch size, epochs and seed; tasks combined by their weights plus the model's own penalty, no balancing
-    method, no early stopping).
+    method, no early stopping): the configured ``train.balancer`` must be ``static`` (the default), since
+    the measures read the raw per-task gradients that another balancing method would reweight or replace.
     ``lr`` is the lookahead step size ``η`` (default: ``cfg.train.lr``). ``prepared`` (optional) is
     ``(tasks, preprocessor, training arrays)`` already split and encoded: the measure trains on those rows
     instead of reading and splitting the configured data (what training by groups passes: its own
@@ -179,11 +192,17 @@ def affinity(
     from multitask import models
     from multitask.runs import prepare
     from multitask.train._distributed import select_device
-    from multitask.train._trainer import _check_step, epoch_seed, make_optimizer, make_sampler
+    from multitask.train._trainer import _check_step, _torch_threads, epoch_seed, make_optimizer, make_sampler
 
-    unknown = [m for m in measures if m not in MEASURES]
+    unknown = [m for m in measures if m not in DEEP_MEASURES]
     if unknown or not measures:
-        raise ConfigError(f"--measure {','.join(measures)}: each must be one of {', '.join(MEASURES)}")
+        raise ConfigError(f"--measure {','.join(measures)}: each must be one of {', '.join(DEEP_MEASURES)} (measured "
+                          "while a deep model trains; transfer, mtrl and clustered have their own functions)")
+    check_single_process("task affinity")
+    if cfg.train.balancer != "static":
+        raise ConfigError(f"train.balancer {cfg.train.balancer!r}: the affinity run combines the task losses by their "
+                          "weights (balancer 'static'); the gradient and lookahead measures read each task's own "
+                          "gradient, which another balancer would reweight or replace. Measure with balancer static")
     if every < 1:
         raise ConfigError(f"--every {every}: must be at least 1")
     eta = cfg.train.lr if lr is None else lr
@@ -215,39 +234,40 @@ def affinity(
     penalty_of = getattr(net, "penalty", None)
     net_penalty = penalty_of if callable(penalty_of) else None
     recorders = {m: Recorder(len(tasks)) for m in measures}
-    step, measured, measure_seconds = 0, 0, 0.0
-    start = time.perf_counter()
-    for epoch in range(config.epochs):
-        torch.manual_seed(epoch_seed(config.seed, epoch))
-        net.train()
-        for rows in sampler.batches(train, config.batch_size, epoch, config.seed):
-            batch = train.take(rows).to(device)
-            count = torch.stack([batch.masks[t.name].sum() for t in tasks])
-            losses = _mean_losses(tasks, net(batch.inputs), batch, count)
-            _check_step(tasks, losses.detach().cpu(), epoch, step, None)  # diverged: an error, never a matrix
-            total = (losses.float() * weights).sum()
-            penalty = net_penalty() if net_penalty is not None else None  # of this forward pass (gates, heads)
-            if penalty is not None:
-                total = total + penalty.to(total.dtype)
-            optimizer.zero_grad(set_to_none=True)
-            if step % every == 0:
-                t0 = time.perf_counter()
-                jacobian = task_jacobian(losses, shared, retain_graph=True)
-                labelled = (count > 0).cpu()
-                if "gradient" in recorders:
-                    cosine = gradient_affinity(jacobian).cpu()
-                    cosine[~labelled, :] = float("nan")
-                    cosine[:, ~labelled] = float("nan")
-                    recorders["gradient"].add(cosine)
-                if "lookahead" in recorders:
-                    recorders["lookahead"].add(lookahead_affinity(net, tasks, batch, shared_names, jacobian, eta))
-                measured += 1
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                measure_seconds += time.perf_counter() - t0
-            total.backward()
-            optimizer.step()
-            step += 1
+    with _torch_threads(config.threads):  # as the trainer: train.threads torch CPU threads
+        step, measured, measure_seconds = 0, 0, 0.0
+        start = time.perf_counter()
+        for epoch in range(config.epochs):
+            torch.manual_seed(epoch_seed(config.seed, epoch))
+            net.train()
+            for rows in sampler.batches(train, config.batch_size, epoch, config.seed):
+                batch = train.take(rows).to(device)
+                count = torch.stack([batch.masks[t.name].sum() for t in tasks])
+                losses = _mean_losses(tasks, net(batch.inputs), batch, count)
+                _check_step(tasks, losses.detach().cpu(), epoch, step, None)  # diverged: an error, never a matrix
+                total = (losses.float() * weights).sum()
+                penalty = net_penalty() if net_penalty is not None else None  # of this forward pass (gates, heads)
+                if penalty is not None:
+                    total = total + penalty.to(total.dtype)
+                optimizer.zero_grad(set_to_none=True)
+                if step % every == 0:
+                    t0 = time.perf_counter()
+                    jacobian = task_jacobian(losses, shared, retain_graph=True)
+                    labelled = (count > 0).cpu()
+                    if "gradient" in recorders:
+                        cosine = gradient_affinity(jacobian).cpu()
+                        cosine[~labelled, :] = float("nan")
+                        cosine[:, ~labelled] = float("nan")
+                        recorders["gradient"].add(cosine)
+                    if "lookahead" in recorders:
+                        recorders["lookahead"].add(lookahead_affinity(net, tasks, batch, shared_names, jacobian, eta))
+                    measured += 1
+                    if device.type == "cuda":
+                        torch.cuda.synchronize(device)
+                    measure_seconds += time.perf_counter() - t0
+                total.backward()
+                optimizer.step()
+                step += 1
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start

@@ -45,6 +45,38 @@ def cluster_matrix(W: Array, n_clusters: int, eta: float) -> Array:
     return (U * gamma) @ U.T
 
 
+def cluster_similarity(M: Array) -> Array:
+    """``S_st = M_st / sqrt(M_ss M_tt)``: ``M`` scaled to a unit diagonal (1 inside a cluster and 0 across for
+    ``M = F Fᵀ``, whatever the clusters' sizes); 0 in the row and column of a task with ``M_tt = 0``."""
+    d = np.sqrt(np.maximum(np.diag(M), 0.0))
+    scale = np.outer(d, d)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = np.where(scale > 0, M / np.where(scale > 0, scale, 1.0), 0.0)
+    np.fill_diagonal(s, 1.0)
+    return np.asarray(s)
+
+
+def cluster_labels(M: Array, n_clusters: int) -> NDArray[np.int64]:
+    """Each task's cluster read off ``M``: average-linkage clustering of the tasks on the distance
+    ``1 - S`` (:func:`cluster_similarity`), cut into ``min(n_clusters, n_tasks)`` clusters; clusters are
+    numbered ``0, 1, ...`` in the order of their first task."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    n_tasks = M.shape[0]
+    k = min(int(n_clusters), n_tasks)
+    if n_tasks == 1 or k == n_tasks:
+        return np.arange(n_tasks, dtype=np.int64)
+    s = cluster_similarity(M)
+    distance = np.clip(1.0 - 0.5 * (s + s.T), 0.0, None)
+    np.fill_diagonal(distance, 0.0)
+    raw = fcluster(linkage(squareform(distance, checks=False), method="average"), t=k, criterion="maxclust")
+    first: dict[int, int] = {}
+    for label in raw:
+        first.setdefault(int(label), len(first))
+    return np.array([first[int(label)] for label in raw], dtype=np.int64)
+
+
 class Clustered(LinearMTL):
     """Convex clustered MTL: ``min_{W, M} sum_t L_t + alpha eta (1 + eta) tr(Wᵀ (eta I + M)^{-1} W)``.
 
@@ -76,6 +108,10 @@ class Clustered(LinearMTL):
         The fitted ``M``; tasks in one cluster have large ``M_st`` (``M ≈ F Fᵀ`` for a normalized cluster
         indicator ``F``). Other attributes as in :class:`IndependentLinear`; ``n_iter_`` counts all solver
         iterations, ``objective_`` holds the objective after each alternation.
+    task_clusters_ : ndarray of shape (n_tasks,)
+        Each task's cluster, ``0 .. n_clusters - 1`` numbered in the order of the clusters' first tasks
+        (:func:`cluster_labels`: average-linkage clustering of ``M`` scaled to a unit diagonal, cut into
+        ``n_clusters``); tasks in the order of :attr:`tasks_`.
     """
 
     regularization_params: ClassVar[tuple[str, ...]] = ("alpha", "eta")
@@ -131,4 +167,5 @@ class Clustered(LinearMTL):
                 break
             previous = value
         self.cluster_matrix_ = M
+        self.task_clusters_ = cluster_labels(M, self.n_clusters)
         return SolverResult(coef, intercept, n_iter, converged, history)

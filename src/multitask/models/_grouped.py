@@ -238,8 +238,9 @@ class Grouped:
         deep = family_name(cfg.model) == "deep"
         model = self.options["model"] or (cfg.model if deep else MEASURING_MODEL)
         train = cfg.train if deep else type(cfg.train)(seed=cfg.train.seed, threads=cfg.train.threads)
-        train = train.model_copy(update={"progress": False, **({"epochs": self.options["epochs"]}
-                                                               if self.options["epochs"] is not None else {})})
+        # the measures read each task's raw gradient: measured with the tasks' own weights (balancer static)
+        epochs = {"epochs": self.options["epochs"]} if self.options["epochs"] is not None else {}
+        train = train.model_copy(update={"progress": False, "balancer": "static", "balancer_options": {}, **epochs})
         options = self.options["model_options"]
         if options is None:
             options = dict(cfg.model_options) if model == cfg.model else {}
