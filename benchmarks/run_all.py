@@ -40,6 +40,7 @@ BENCHMARKS: dict[str, tuple[list[str], bool]] = {
     "architectures_multimnist": (["benchmarks.architectures_multimnist"], True),
     "finetune_sarcos": (["benchmarks.finetune"], True),
     "pareto_census": (["benchmarks.pareto"], True),
+    "affinity_measures": (["benchmarks.affinity_measures"], True),
     "categorical_embeddings": (["benchmarks.categorical_embeddings"], True),
     "recommender": (["benchmarks.recommender"], False),
     "grouping": (["benchmarks.grouping"], True),
