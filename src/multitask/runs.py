@@ -442,6 +442,7 @@ class LoadedRun:
     preprocessor: Preprocessor
     tasks: list[Task]
     predictor: Callable[[Arrays], Predictions]
+    model: Model | None = None  # the fitted model behind ``predictor`` (what export converts)
 
 
 def load_run(run_dir: str | Path) -> LoadedRun:
@@ -484,7 +485,7 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     if sorted(pre.sources) != sorted(decl["sources"]):
         raise CheckpointError(f"{d / 'preprocessing.json'}: field 'sources' does not match {path}")
     model = family.load(name, d, tasks, pre)
-    return LoadedRun(d, decl, pre, tasks, model.predict)
+    return LoadedRun(d, decl, pre, tasks, model.predict, model)
 
 
 def _field(meta: dict[str, Any], key: str, kind: type, path: Path) -> Any:
