@@ -40,8 +40,13 @@ def run(a: argparse.Namespace, console: Any) -> int:
     from multitask._rundir import atomic_replace
     from multitask.data.reading import read_table
     from multitask.export import FORMATS
-    from multitask.export._onnx import check_output, check_quantize, checked_graph, require_onnx
-    from multitask.export._onnx import synthetic_rows
+    from multitask.export._onnx import (
+        check_output,
+        check_quantize,
+        checked_graph,
+        require_onnx,
+        synthetic_rows,
+    )
     from multitask.runs import load_run
 
     if a.format not in FORMATS:
