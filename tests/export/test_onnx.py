@@ -209,3 +209,13 @@ def test_per_task_data_sets_are_refused(tmp_path: Path, capsys: pytest.CaptureFi
     train(cfg)
     assert main(["export", "--run", str(tmp_path / "run"), "--format", "onnx", "--output", str(tmp_path / "m")]) == 2
     assert "one data set per task" in capsys.readouterr().err
+
+
+def test_the_documented_inputs_without_the_library_are_the_feeds(deep_run: Path, data: Path) -> None:
+    """docs/export.md: how to build the inputs from a table without multitask gives what ``feeds`` gives."""
+    frame = pd.read_csv(data / "held_features.csv")
+    expected = feeds(load_run(deep_run).preprocessor, frame)
+    assert expected["color"].tolist() == (
+        frame["color"].astype(object).where(frame["color"].notna(), "(missing)").map(str).to_numpy().tolist())
+    assert "(missing)" in expected["color"].tolist() and "purple" in expected["color"].tolist()
+    np.testing.assert_array_equal(expected["x1"], frame["x1"].to_numpy(dtype="float64"))
