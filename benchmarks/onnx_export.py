@@ -13,6 +13,8 @@ at most, early-stopped) are trained on the rest with ``multitask.runs.train`` an
 * ONNX Runtime: :func:`multitask.export.feeds` (the table's columns as the graph's inputs) and one
   ``InferenceSession.run`` over all rows (``intra_op_num_threads=1``).
 
+Also, without the table: the model's ``predict`` on already preprocessed arrays, against
+``InferenceSession.run`` on already built inputs (the graph still standardizes and one-hot encodes).
 Rows/s is the best of 3; the largest absolute difference of the outputs and the agreement of the decided
 classes (probability ≥ 0.5) are reported too. The deep network is also quantized (``--quantize int8``): file
 size, throughput and test AUC per task, float against int8. Writes ``benchmarks/results/onnx_export.csv``.
@@ -33,7 +35,7 @@ import pandas as pd
 import torch
 
 from multitask.config import RunConfig
-from multitask.data.spec import BuiltinData
+from multitask.data.spec import BuiltinData, from_declaration
 from multitask.data.split import split_spec
 from multitask.datasets import census_income
 from multitask.export import feeds, library_predictions, session, to_onnx
@@ -83,8 +85,13 @@ def main() -> None:
             agree = min(float(np.mean((ours[t] >= 0.5) == (theirs[t] >= 0.5))) for t in theirs)
             library = rows_per_second(partial(library_predictions, run, held), len(held))
             onnx = rows_per_second(partial(_onnx, sess, run, held), len(held))
+            inputs = feeds(run.preprocessor, held)
+            arrays = run.preprocessor.transform(from_declaration(run.declaration, {"census": held}, labelled=False))
+            model_only = rows_per_second(partial(run.predictor, arrays), len(held))
+            graph_only = rows_per_second(partial(sess.run, None, inputs), len(held))
             row = {"model": name, "graph": "float", "rows": len(held), "size_bytes": path.stat().st_size,
                    "library_rows_per_s": round(library), "onnx_rows_per_s": round(onnx),
+                   "library_model_only_rows_per_s": round(model_only), "onnx_session_only_rows_per_s": round(graph_only),
                    "max_abs_difference": diff, "same_classes": agree}
             print(row, flush=True)
             rows.append(row)
