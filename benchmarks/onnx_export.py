@@ -62,6 +62,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20000, help="held-out rows to predict (at most the 20%% part)")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--keep", help="a new folder to keep the runs and graphs in (default: a temporary one)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     full = census_income(args.data_dir, download=False)
@@ -69,7 +70,8 @@ def main() -> None:
     data = BuiltinData("census-income", train_part, test_part, full.description)
     held = next(iter(test_part.sources.values())).frame.iloc[: args.rows].reset_index(drop=True)
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.keep or scratch
         for name, options in MODELS.items():
             deep = ":" not in name
             cfg = RunConfig(dataset="census-income", model=name, model_options=options, out=f"{tmp}/{name}",

@@ -219,3 +219,10 @@ def test_the_documented_inputs_without_the_library_are_the_feeds(deep_run: Path,
         frame["color"].astype(object).where(frame["color"].notna(), "(missing)").map(str).to_numpy().tolist())
     assert "(missing)" in expected["color"].tolist() and "purple" in expected["color"].tolist()
     np.testing.assert_array_equal(expected["x1"], frame["x1"].to_numpy(dtype="float64"))
+
+
+def test_every_model_family_has_a_converter() -> None:
+    from multitask.export._onnx import CONVERTERS
+    from multitask.registry import FAMILIES
+
+    assert set(CONVERTERS) == set(FAMILIES.names())

@@ -9,7 +9,9 @@ import warnings
 import torch
 from torch import nn
 
+from multitask.data.preprocess import Preprocessor
 from multitask.errors import ConfigError
+from multitask.export._features import table
 from multitask.export._graph import DOUBLE, OPSET, Graph
 from multitask.models._deep import Deep
 from multitask.tasks import Task
@@ -33,8 +35,10 @@ class _Predictions(nn.Module):
         return tuple(t.activate(outputs[t.name]) for t in self.tasks)
 
 
-def convert(model: Deep, g: Graph, x: str, source: str, width: int) -> dict[str, str]:
+def convert(model: Deep, g: Graph, x: str, pre: Preprocessor) -> dict[str, str]:
     """Each task's prediction in the model's units (standardized value, probabilities) as double."""
+    source, codec = table(pre)
+    width = codec.width
     net = model.net_.eval()
     wrapper = _Predictions(net, list(model.tasks_), source)
     example = torch.zeros(EXAMPLE_ROWS, width, dtype=torch.float32)

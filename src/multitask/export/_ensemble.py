@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
+from multitask.data.preprocess import Preprocessor
 from multitask.export._graph import Graph
-from multitask.models._base import Model
 from multitask.models._ensemble import Ensemble
 
-Convert = Callable[[Model, Graph, str], dict[str, str]]
 
-
-def convert(model: Ensemble, g: Graph, x: str, member: Convert) -> dict[str, str]:
+def convert(model: Ensemble, g: Graph, x: str, pre: Preprocessor) -> dict[str, str]:
     """Each task's weighted average of the members' predictions (members of weight 0 left out, as in
-    :func:`multitask.models._ensemble.average`); ``member`` converts one member."""
-    outputs = [member(m, g, x) for m in model.members_]
+    :func:`multitask.models._ensemble.average`); each member by its own family's converter."""
+    from multitask.export._onnx import convert as convert_member
+
+    outputs = [convert_member(m, g, x, pre) for m in model.members_]
     out: dict[str, str] = {}
     for task in model.tasks_:
         weights = model.task_weights(task.name)

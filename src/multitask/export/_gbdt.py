@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from onnx import numpy_helper
 
+from multitask.data.preprocess import Preprocessor
 from multitask.errors import ConfigError
 from multitask.export._graph import DOUBLE, Graph
 from multitask.models._gbdt import GBDT
@@ -87,7 +88,7 @@ def _add(trees: _Trees, n: dict[str, Any], target: int, n_features: int, code: i
     return index, 0
 
 
-def convert(model: GBDT, g: Graph, x: str) -> dict[str, str]:
+def convert(model: GBDT, g: Graph, x: str, pre: Preprocessor) -> dict[str, str]:
     """Each task's prediction in the model's units: value (standardized), probability ``[N]``, or class
     probabilities ``[N, k]``."""
     est = model.estimator_

@@ -13,6 +13,7 @@ Before it is written, every exported graph is run by ONNX Runtime on rows drawn 
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from multitask.data.preprocess import Preprocessor
 from multitask.errors import ConfigError, MissingExtraError
 from multitask.models._base import Model
 from multitask.runs import LoadedRun, load_run
@@ -41,32 +43,24 @@ def require_onnx() -> None:
         raise MissingExtraError(f"export to ONNX needs {e.name}: pip install 'multitask[onnx]'") from None
 
 
-def _convert(model: Model, g: Any, x: str, run: LoadedRun) -> dict[str, str]:
-    """The converter of the model's family: ``{task: double tensor of its predictions in model units}``."""
-    family = model.family
-    if family == "deep":
-        from multitask.export import _deep
-        from multitask.export._features import table
-
-        source, codec = table(run.preprocessor)
-        return _deep.convert(model, g, x, source, codec.width)  # type: ignore[arg-type]
-    if family == "linear":
-        from multitask.export import _linear
-
-        return _linear.convert(model, g, x)  # type: ignore[arg-type]
-    if family == "gbdt":
-        from multitask.export import _gbdt
-
-        return _gbdt.convert(model, g, x)  # type: ignore[arg-type]
-    if family == "ensemble":
-        from multitask.export import _ensemble
-
-        return _ensemble.convert(model, g, x, lambda m, g2, x2: _convert(m, g2, x2, run))  # type: ignore[arg-type]
-    raise ConfigError(f"export: models of the {family!r} family cannot be exported to ONNX")
+#: each family's converter, ``module:function`` (imported when used): ``(model, graph, x, preprocessor)`` →
+#: ``{task: double tensor of its predictions in the model's units}`` from the float32 feature matrix ``x``
+CONVERTERS = {
+    "deep": "multitask.export._deep:convert",
+    "linear": "multitask.export._linear:convert",
+    "gbdt": "multitask.export._gbdt:convert",
+    "ensemble": "multitask.export._ensemble:convert",
+}
 
 
-#: the families whose models convert to ONNX
-CONVERTERS = ("deep", "linear", "gbdt", "ensemble")
+def convert(model: Model, g: Any, x: str, pre: Preprocessor) -> dict[str, str]:
+    """The predictions of ``model`` added to ``g`` by its family's converter (:data:`CONVERTERS`)."""
+    if model.family not in CONVERTERS:
+        raise ConfigError(f"export: models of the {model.family!r} family cannot be exported to ONNX; "
+                          f"families that can: {', '.join(CONVERTERS)}")
+    module, name = CONVERTERS[model.family].split(":")
+    out: dict[str, str] = getattr(importlib.import_module(module), name)(model, g, x, pre)
+    return out
 
 
 def metadata(run: LoadedRun, model: Model) -> dict[str, str]:
@@ -101,7 +95,7 @@ def build(run: LoadedRun) -> Any:
                           "output once")
     g = Graph(reserved={*names, *(t.name for t in run.tasks)})
     x = add_features(g, pre)
-    predictions = _convert(run.model, g, x, run)
+    predictions = convert(run.model, g, x, pre)
     for task in run.tasks:
         value = predictions[task.name]
         codec = pre.targets[task.name]
