@@ -77,7 +77,8 @@ def main() -> None:
             cfg = RunConfig(dataset="census-income", model=name, model_options=options, out=f"{tmp}/{name}",
                             train=TrainConfig(epochs=args.epochs, batch_size=512, lr=1e-3, patience=3, threads=1,
                                               progress=False) if deep else TrainConfig(threads=1))
-            train(cfg, data=data)
+            if not (Path(tmp) / name / "metrics.json").exists():  # a run kept by --keep is reused
+                train(cfg, data=data)
             run = load_run(cfg.out)
             path = to_onnx(run, f"{tmp}/{name}.onnx")
             sess = session(path)

@@ -49,36 +49,49 @@ def columns(pre: Preprocessor) -> list[Column]:
 
 
 def add_features(g: Graph, pre: Preprocessor) -> str:
-    """Declare the raw inputs of ``g`` and return the float32 feature matrix ``[N, width]``."""
+    """Declare the raw inputs of ``g`` and return the float32 feature matrix ``[N, width]``.
+
+    The numeric columns are standardized as one block. With categorical columns, the matrix is one scatter
+    into zeros: each standardized value at its column, and a one at ``offset_c + code_c(x)`` for each
+    categorical column ``c`` (for a category not seen in training, a zero at ``offset_c``: the block stays
+    all zeros)."""
     _, codec = table(pre)
     axis = g.const([1], "axis", np.int64)
-    pieces: list[str] = []
-    run: list[tuple[str, float, float]] = []  # consecutive numeric columns, standardized together
-
-    def flush() -> None:
-        if not run:
-            return
-        raw = g.op("Concat", [x for x, _, _ in run], "numeric", axis=1) if len(run) > 1 else run[0][0]
-        mean = g.const([m for _, m, _ in run], "mean", np.float64)
-        std = g.const([s for _, _, s in run], "std", np.float64)
-        z = g.op("Div", [g.op("Sub", [raw, mean], "centred"), std], "standardized")
-        pieces.append(g.op("Cast", [z], "standardized32", to=FLOAT))
-        run.clear()
-
     for col in codec.columns:
-        numeric = col.kind == "numeric"
-        g.inputs.append(helper.make_tensor_value_info(col.name, DOUBLE if numeric else STRING, ["N"]))
-        column = g.op("Unsqueeze", [col.name, axis], "column")
-        if numeric:
-            run.append((column, col.mean, col.std))
-            continue
-        flush()
-        code = g.op("LabelEncoder", [column], "code", domain="ai.onnx.ml", keys_strings=list(col.categories),
+        g.inputs.append(helper.make_tensor_value_info(col.name, DOUBLE if col.kind == "numeric" else STRING, ["N"]))
+    offsets = np.cumsum([0] + [c.width for c in codec.columns[:-1]]).tolist()  # each column's first position
+    numeric = [(c, o) for c, o in zip(codec.columns, offsets, strict=True) if c.kind == "numeric"]
+    categorical = [(c, o) for c, o in zip(codec.columns, offsets, strict=True) if c.kind != "numeric"]
+    values: list[str] = []
+    positions: list[str] = []
+    if numeric:
+        raw = _stack(g, [g.op("Unsqueeze", [c.name, axis], "column") for c, _ in numeric], "numeric")
+        centred = g.op("Sub", [raw, g.const([c.mean for c, _ in numeric], "mean", np.float64)], "centred")
+        z = g.op("Div", [centred, g.const([c.std for c, _ in numeric], "std", np.float64)], "standardized")
+        z32 = g.op("Cast", [z], "standardized32", to=FLOAT)
+        if not categorical:  # the numeric columns are the matrix, in order
+            return z32
+        values.append(z32)
+        positions.append(g.op("Expand", [g.const([[o for _, o in numeric]], "at", np.int64), g.op("Shape", [raw])]))
+    codes = []
+    for col, _ in categorical:
+        code = g.op("LabelEncoder", [col.name], "code", domain="ai.onnx.ml", keys_strings=list(col.categories),
                     values_int64s=list(range(len(col.categories))), default_int64=-1)
-        levels = g.const(np.arange(len(col.categories)), "levels", np.int64)
-        pieces.append(g.op("Cast", [g.op("Equal", [code, levels], "is")], "onehot", to=FLOAT))
-    flush()
-    return g.op("Concat", pieces, "features", axis=1) if len(pieces) > 1 else pieces[0]
+        codes.append(g.op("Unsqueeze", [code, axis], "code"))
+    code = _stack(g, codes, "codes")  # [N, C], -1 for a category not seen in training
+    seen = g.op("GreaterOrEqual", [code, g.const(0, "zero", np.int64)], "seen")
+    offset = g.const([o for _, o in categorical], "offset", np.int64)
+    positions.append(g.op("Where", [seen, g.op("Add", [code, offset]), offset], "position"))
+    values.append(g.op("Cast", [seen], "one", to=FLOAT))
+    rows = g.op("Slice", [g.op("Shape", [code]), g.const([0], "start", np.int64), g.const([1], "end", np.int64)])
+    shape = g.op("Concat", [rows, g.const([codec.width], "width", np.int64)], "shape", axis=0)
+    zeros = g.op("ConstantOfShape", [shape], "zeros", value=helper.make_tensor("zero", FLOAT, [1], [0.0]))
+    return g.op("ScatterElements", [zeros, _stack(g, positions, "positions"), _stack(g, values, "values")],
+                "features", axis=1)
+
+
+def _stack(g: Graph, parts: list[str], hint: str) -> str:
+    return g.op("Concat", parts, hint, axis=1) if len(parts) > 1 else parts[0]
 
 
 def feeds(pre: Preprocessor, frame: pd.DataFrame, where: str = "the data") -> dict[str, np.ndarray]:
