@@ -106,6 +106,7 @@ def main() -> None:
                 for kind in ("float", "int8"):
                     rows.append({"model": name, "graph": kind, "rows": c.rows, "size_bytes": c.size[kind],
                                  "onnx_rows_per_s": round(c.rows_per_second[kind]),
+                                 "onnx_session_only_rows_per_s": round(c.session_rows_per_second[kind]),
                                  **{f"auc_{t}": c.metrics[kind][t]["auc"] for t in c.metrics[kind]},
                                  "max_abs_difference": max(c.max_change.values()) if kind == "int8" else 0.0})
                     print(rows[-1], flush=True)

@@ -84,7 +84,9 @@ def _print(c: Any, kind: str, console: Any) -> None:
     for column in ("", "float", kind):
         table.add_column(column)
     table.add_row("size (MB)", f"{c.size['float'] / 1e6:.3g}", f"{c.size[kind] / 1e6:.3g}")
-    table.add_row("rows/s", f"{c.rows_per_second['float']:,.0f}", f"{c.rows_per_second[kind]:,.0f}")
+    table.add_row("rows/s from the table", f"{c.rows_per_second['float']:,.0f}", f"{c.rows_per_second[kind]:,.0f}")
+    table.add_row("rows/s of the session", f"{c.session_rows_per_second['float']:,.0f}",
+                  f"{c.session_rows_per_second[kind]:,.0f}")
     for task, change in c.max_change.items():
         table.add_row(f"{task}: largest change", "", f"{change:.3g}")
     if c.metrics is not None:

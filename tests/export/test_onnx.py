@@ -168,7 +168,7 @@ def test_int8_quantization_shrinks_the_network_and_reports_metrics(
     assert code == 0
     assert out.stat().st_size < deep_graph.stat().st_size
     printed = capsys.readouterr().out
-    for line in ("size (MB)", "rows/s", "reg: rmse", "bin: auc", "cls: accuracy", "tags: micro_f1"):
+    for line in ("size (MB)", "rows/s of the session", "reg: rmse", "bin: auc", "cls: accuracy", "tags: micro_f1"):
         assert line in printed
     held = pd.read_csv(data / "held_features.csv")
     quantized, exact = onnx_outputs(out, held, deep_run), onnx_outputs(deep_graph, held, deep_run)

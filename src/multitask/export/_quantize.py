@@ -63,12 +63,14 @@ def quantize_int8(run: LoadedRun, data: bytes) -> bytes:
 @dataclass
 class Comparison:
     """The float and the int8 graph of one run on the same rows: file sizes (bytes), prediction throughput
-    (rows/s, one thread, inputs prepared from the table included), the largest change of each task's output
-    and, on labelled rows, each task's metrics."""
+    (rows/s, one thread: from the table, inputs prepared by :func:`~multitask.export.feeds` included, and of
+    the session alone on prepared inputs), the largest change of each task's output and, on labelled rows,
+    each task's metrics."""
 
     rows: int
     size: dict[str, int]
     rows_per_second: dict[str, float]
+    session_rows_per_second: dict[str, float]
     max_change: dict[str, float]
     metrics: dict[str, Metrics] | None = None
 
@@ -108,11 +110,13 @@ def compare(run: LoadedRun, graphs: dict[str, bytes], frame: pd.DataFrame, label
     inputs = feeds(run.preprocessor, frame, where)
     outputs: dict[str, dict[str, np.ndarray]] = {}
     speed: dict[str, float] = {}
+    session_speed: dict[str, float] = {}
     for name, graph in graphs.items():
         sess = session(graph)
         values = sess.run(None, inputs)
         outputs[name] = {o.name: v for o, v in zip(sess.get_outputs(), values, strict=True)}
         speed[name] = rows_per_second(partial(_run, sess, run, frame, where), len(frame))
+        session_speed[name] = rows_per_second(partial(sess.run, None, inputs), len(frame))
     first = next(iter(outputs.values()))
     change = {t.name: float(np.max(np.abs(outputs["int8"][t.name] - first[t.name]), initial=0.0))
               for t in run.tasks} if "int8" in outputs else {}
@@ -123,4 +127,4 @@ def compare(run: LoadedRun, graphs: dict[str, bytes], frame: pd.DataFrame, label
         arrays = run.preprocessor.transform(spec)
         metrics = {name: task_metrics(run.tasks, arrays, model_units(run, out), run.preprocessor)
                    for name, out in outputs.items()}
-    return Comparison(len(frame), {k: len(v) for k, v in graphs.items()}, speed, change, metrics)
+    return Comparison(len(frame), {k: len(v) for k, v in graphs.items()}, speed, session_speed, change, metrics)
