@@ -226,3 +226,17 @@ def test_every_model_family_has_a_converter() -> None:
     from multitask.registry import FAMILIES
 
     assert set(CONVERTERS) == set(FAMILIES.names())
+
+
+def test_a_graph_that_does_not_match_the_library_is_not_written(data: Path, tmp_path: Path) -> None:
+    from multitask.errors import ConfigError
+    from multitask.export._onnx import build, check
+
+    run_dir = fit(data, "linear:independent", ["reg", "bin"])
+    run = load_run(run_dir)
+    graph = build(run)
+    check(run, graph)
+    assert run.model is not None
+    run.model.coef_[0, 0] += 1e-3  # type: ignore[attr-defined]  # the library now predicts otherwise
+    with pytest.raises(ConfigError, match="task 'reg' differs from the library's predictions"):
+        check(run, graph)
