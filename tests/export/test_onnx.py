@@ -240,3 +240,13 @@ def test_a_graph_that_does_not_match_the_library_is_not_written(data: Path, tmp_
     run.model.coef_[0, 0] += 1e-3  # type: ignore[attr-defined]  # the library now predicts otherwise
     with pytest.raises(ConfigError, match="task 'reg' differs from the library's predictions"):
         check(run, graph)
+
+
+def test_without_the_onnx_extra_the_command_names_it(deep_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # an import of it fails, as when it is not installed
+    assert main(["export", "--run", str(deep_run), "--format", "onnx", "--output", str(tmp_path / "m.onnx")]) == 2
+    assert "pip install 'multitask[onnx]'" in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists()

@@ -7,7 +7,7 @@ library's own predictions before it is written; :func:`feeds` turns a table into
 the ``onnx`` extra (``pip install 'multitask[onnx]'``). See ``docs/export.md``.
 """
 
-from multitask.export._features import feeds
+from multitask.export._inputs import feeds
 from multitask.export._onnx import FORMATS, QUANTIZE, TOLERANCE, build, library_predictions, session, to_onnx
 
 __all__ = ["FORMATS", "QUANTIZE", "TOLERANCE", "build", "feeds", "library_predictions", "session", "to_onnx"]

@@ -11,8 +11,8 @@ from torch import nn
 
 from multitask.data.preprocess import Preprocessor
 from multitask.errors import ConfigError
-from multitask.export._features import table
 from multitask.export._graph import DOUBLE, OPSET, Graph
+from multitask.export._inputs import table
 from multitask.models._deep import Deep
 from multitask.tasks import Task
 

@@ -65,7 +65,7 @@ def convert(model: Model, g: Any, x: str, pre: Preprocessor) -> dict[str, str]:
 
 def metadata(run: LoadedRun, model: Model) -> dict[str, str]:
     """What the graph's ``metadata_props`` say: the run, the model, the inputs and each task's output."""
-    from multitask.export._features import columns
+    from multitask.export._inputs import columns
 
     pre = run.preprocessor
     tasks = [{"name": t.name, "kind": t.kind, "output": t.name,
@@ -82,8 +82,9 @@ def metadata(run: LoadedRun, model: Model) -> dict[str, str]:
 def build(run: LoadedRun) -> Any:
     """The ONNX model (an ``onnx.ModelProto``) of a loaded run."""
     require_onnx()
-    from multitask.export._features import add_features, columns
+    from multitask.export._features import add_features
     from multitask.export._graph import DOUBLE, Graph
+    from multitask.export._inputs import columns
 
     if run.model is None:
         raise ConfigError(f"export: the run in {run.run_dir} was loaded without its model")
@@ -140,7 +141,7 @@ def session(model: Any, threads: int = 1) -> Any:
 
 def onnx_predictions(sess: Any, run: LoadedRun | Any, frame: pd.DataFrame) -> dict[str, np.ndarray]:
     """The graph's outputs (``{task: array}``) on the rows of ``frame``."""
-    from multitask.export._features import feeds
+    from multitask.export._inputs import feeds
 
     pre = run.preprocessor if isinstance(run, LoadedRun) else run
     values = sess.run(None, feeds(pre, frame))
@@ -150,7 +151,7 @@ def onnx_predictions(sess: Any, run: LoadedRun | Any, frame: pd.DataFrame) -> di
 def synthetic_rows(run: LoadedRun, n: int = CHECK_ROWS, seed: int = 0) -> pd.DataFrame:
     """Rows drawn from the training statistics: numeric columns ``mean + 2·std·N(0, 1)``, categorical ones a
     training category or, now and then, one never seen in training."""
-    from multitask.export._features import table
+    from multitask.export._inputs import table
 
     rng = np.random.default_rng(seed)
     out: dict[str, Any] = {}

@@ -86,7 +86,7 @@ def rows_per_second(predict: Callable[[], object], rows: int, repeats: int = 3) 
 
 
 def _run(sess: Any, run: LoadedRun, frame: pd.DataFrame, where: str) -> object:
-    from multitask.export._features import feeds
+    from multitask.export._inputs import feeds
 
     return sess.run(None, feeds(run.preprocessor, frame, where))
 
@@ -104,7 +104,7 @@ def compare(run: LoadedRun, graphs: dict[str, bytes], frame: pd.DataFrame, label
     per-task metrics on its labelled rows too (the layout the run was trained on)."""
     from multitask.data.spec import from_declaration
     from multitask.evaluate import task_metrics
-    from multitask.export._features import feeds
+    from multitask.export._inputs import feeds
     from multitask.export._onnx import session
 
     inputs = feeds(run.preprocessor, frame, where)
