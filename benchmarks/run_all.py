@@ -44,6 +44,7 @@ BENCHMARKS: dict[str, tuple[list[str], bool]] = {
     "categorical_embeddings": (["benchmarks.categorical_embeddings"], True),
     "recommender": (["benchmarks.recommender"], False),
     "grouping": (["benchmarks.grouping"], True),
+    "onnx_export": (["benchmarks.onnx_export"], True),
 }
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from multitask import _cli_affinity, _cli_compare, _cli_finetune, _cli_group, _cli_pareto
+from multitask import _cli_affinity, _cli_compare, _cli_export, _cli_finetune, _cli_group, _cli_pareto
 from multitask.errors import ConfigError, MultitaskError
 from multitask.registry import ALL, BALANCERS, OPTIMIZERS, SAMPLERS, SCHEDULES
 from multitask.tasks import KINDS
@@ -149,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     _cli_group.add_parser(sub)
     _cli_finetune.add_parser(sub)
     _cli_pareto.add_parser(sub)
+    _cli_export.add_parser(sub)
     sub.add_parser("list", help="the models, data sets and options that exist")
     demo = sub.add_parser("demo", help="train on built-in data and compare with single-task models")
     demo.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
@@ -371,6 +372,7 @@ COMMANDS = {
     "group": _cli_group.run,
     "finetune": _cli_finetune.run,
     "pareto": _cli_pareto.run,
+    "export": _cli_export.run,
     "list": _cmd_list,
     "demo": _cmd_demo,
 }

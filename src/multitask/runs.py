@@ -461,6 +461,7 @@ class LoadedRun:
     preprocessor: Preprocessor
     tasks: list[Task]
     predictor: Callable[[Arrays], Predictions]
+    model: Model | None = None  # the fitted model behind ``predictor`` (what export converts)
 
 
 def load_run(run_dir: str | Path) -> LoadedRun:
@@ -503,7 +504,7 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     if sorted(pre.sources) != sorted(decl["sources"]):
         raise CheckpointError(f"{d / 'preprocessing.json'}: field 'sources' does not match {path}")
     model = models.load(name, d, tasks, pre)
-    return LoadedRun(d, decl, pre, tasks, model.predict)
+    return LoadedRun(d, decl, pre, tasks, model.predict, model)
 
 
 def _field(meta: dict[str, Any], key: str, kind: type, path: Path) -> Any:

@@ -129,7 +129,7 @@ class AITM(Architecture):
         x = representation[self.source]
         q = self.towers(dict.fromkeys(self.order, x))
         z = {self.order[0]: q[self.order[0]]}
-        rows = max(int(x.shape[0]), 1)
+        rows = torch.sym_max(x.shape[0], 1)  # symbolic under export: no fixed batch size
         usage: dict[str, torch.Tensor] = {}
         for before, step in zip(self.order, self.order[1:], strict=False):
             key = self.towers.keys[step]

@@ -202,7 +202,7 @@ class InputEncoders(nn.ModuleDict):
         """``trunk(encoder_s(x_s))`` of every source, all sources through ``trunk`` as one batch."""
         sources = list(self.source_keys)
         encoded = [self[self.source_keys[s]](inputs[s]) for s in sources]
-        sizes = [int(e.shape[0]) for e in encoded]
+        sizes = [e.shape[0] for e in encoded]
         shared = trunk(torch.cat(encoded, dim=0))
         return dict(zip(sources, torch.split(shared, sizes, dim=0), strict=True))
 

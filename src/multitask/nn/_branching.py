@@ -153,7 +153,7 @@ class LearnedTree(Architecture):
         if self.training and torch.is_grad_enabled():
             self.steps += 1
         sources = list(representation)
-        sizes = [int(representation[s].shape[0]) for s in sources]
+        sizes = [representation[s].shape[0] for s in sources]
         y = torch.cat([representation[s] for s in sources]).unsqueeze(0)  # (nodes, rows, width): the root
         for logits, layer in zip(self.logits, self.layers, strict=True):
             mixed = torch.einsum("cp,pnh->cnh", self._choice(logits, temperature), y)

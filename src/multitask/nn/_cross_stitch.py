@@ -132,7 +132,7 @@ class CrossStitch(Architecture):
             mixed = torch.einsum("ts,nsd->ntd", unit, h)
             assert isinstance(layer, nn.ModuleList)
             h = torch.stack([block(mixed[:, i]) for i, block in enumerate(layer)], dim=1)
-        sizes = [int(inputs[s].shape[0]) for s in sources]
+        sizes = [inputs[s].shape[0] for s in sources]
         return dict(zip(sources, torch.split(h, sizes, dim=0), strict=True))
 
     def heads(self, representation: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -78,7 +78,7 @@ class MultiGate(Architecture):
         """
         sources = list(self.source_keys)
         encoded = self.encoders(inputs)
-        sizes = [int(encoded[s].shape[0]) for s in sources]
+        sizes = [encoded[s].shape[0] for s in sources]
         h = torch.cat([encoded[s] for s in sources], dim=0)
         out: dict[str, torch.Tensor] = {}
         parts = zip(sources, self.expert_pool(h).split(sizes), h.split(sizes), strict=True)

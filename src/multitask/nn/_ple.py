@@ -136,7 +136,7 @@ class PLE(Architecture):
         """Every level's shared part, up to what the task parts read (see the class docstring)."""
         sources = list(self.source_keys)
         encoded = self.encoders(inputs)
-        sizes = [int(encoded[s].shape[0]) for s in sources]
+        sizes = [encoded[s].shape[0] for s in sources]
         h = torch.cat([encoded[s] for s in sources], dim=0)
         tasks, last = len(self.tasks), self.levels - 1
         streams, shared_stream = [h] * tasks, h

@@ -201,7 +201,7 @@ class DeclaredTree(Architecture):
             sources = self.group_sources[g.key]
             rows = [parent[s] for s in sources]
             together = self.branches[g.key](torch.cat(rows) if len(rows) > 1 else rows[0])
-            parts = torch.split(together, [int(r.shape[0]) for r in rows])
+            parts = torch.split(together, [r.shape[0] for r in rows])
             outputs[g.key] = dict(zip(sources, parts, strict=True))
         return self.task_heads({t.name: outputs[self.leaf[t.name]][self.task_source[t.name]] for t in self.tasks})
 
