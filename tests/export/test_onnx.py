@@ -143,6 +143,15 @@ def test_ensemble_of_a_linear_model_and_trees(data: Path) -> None:
     assert_parity(run_dir, to_onnx(run_dir, data / "ensemble.onnx"), data)
 
 
+def test_grouped_run_takes_each_task_from_its_group(data: Path) -> None:
+    out = data / "runs" / "grouped"
+    cfg = RunConfig(data=str(data / "train.csv"), tasks=["reg:regression", "reg2:regression", "bin:binary"],
+                    features=FEATURES, model="hard-sharing", groups=[["reg", "bin"], ["reg2"]], out=str(out),
+                    train=TrainConfig(epochs=2, batch_size=32, threads=1, progress=False))
+    train(cfg)
+    assert_parity(out, to_onnx(out, data / "grouped.onnx"), data)
+
+
 def test_long_form_takes_no_task_column(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     frame = pd.DataFrame(rng.standard_normal((200, 3)), columns=["a", "b", "c"])
@@ -225,7 +234,7 @@ def test_every_model_family_has_a_converter() -> None:
     from multitask.export._onnx import CONVERTERS
     from multitask.registry import FAMILIES
 
-    assert set(CONVERTERS) == set(FAMILIES.names())
+    assert set(CONVERTERS) == {*FAMILIES.names(), "grouped"}  # grouped: a run trained with --groups
 
 
 def test_a_graph_that_does_not_match_the_library_is_not_written(data: Path, tmp_path: Path) -> None:

@@ -50,6 +50,7 @@ CONVERTERS = {
     "linear": "multitask.export._linear:convert",
     "gbdt": "multitask.export._gbdt:convert",
     "ensemble": "multitask.export._ensemble:convert",
+    "grouped": "multitask.export._grouped:convert",
 }
 
 
