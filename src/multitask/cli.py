@@ -118,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=_doc("balancer_options", train=True))
     o.add_argument("--patience", type=int, help=_doc("patience", train=True))
     o.add_argument("--monitor", metavar="TASK", help=_doc("monitor", train=True))
+    o.add_argument("--primary", metavar="TASK", help=_doc("primary", train=True))
     o.add_argument("--seed", type=int, help=_doc("seed", train=True))
     o.add_argument("--threads", type=int, help=_doc("threads", train=True))
     o.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -187,6 +188,7 @@ def _train_overrides(a: argparse.Namespace) -> dict[str, Any]:
             "balancer": a.balancer,
             "patience": a.patience,
             "monitor": a.monitor,
+            "primary": a.primary,
             "seed": a.seed,
             "threads": a.threads,
             "progress": False if a.quiet else None,
@@ -269,6 +271,10 @@ def print_comparison(result: Any, console: Any) -> None:
     console.print(table)
     if len(result.tasks) > _MAX_ROWS:
         console.print(f"… {len(result.tasks) - _MAX_ROWS} more tasks in {result.run_dir / 'metrics.json'}", markup=False)
+    if getattr(result, "auxiliary", None):
+        from multitask._auxiliary import print_auxiliary
+
+        print_auxiliary(result.auxiliary, console)
     for task, why in list(result.notes.items())[:5]:
         console.print(f"task {task}: {why}", markup=False)
     for kind, b in result.baselines.items():
