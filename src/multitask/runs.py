@@ -58,8 +58,8 @@ from multitask.models import Model, Predictions
 from multitask.registry import DATASETS
 from multitask.tasks import Task
 from multitask.train import TrainConfig, is_main_process
-from multitask.train.config import without_primary
 from multitask.train._trainer import RESUMABLE_CHANGES
+from multitask.train.config import without_primary
 
 log = logging.getLogger(__name__)
 

@@ -137,7 +137,7 @@ def test_bad_options_are_refused_by_name() -> None:
     with pytest.raises(ValueError, match="alpha"):
         AutoLambda(TASKS, alpha=-1.0)
     tasks = [Task(t, "regression") for t in TASKS]
-    with pytest.raises(ConfigError, match="balancer_options.*'primary'.*not one of the tasks"):
+    with pytest.raises(ConfigError, match=r"balancer_options.*'primary'.*not one of the tasks"):
         make_balancer(TrainConfig(balancer="auto-lambda", balancer_options={"primary": "z"}), tasks)
 
 

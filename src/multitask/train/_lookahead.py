@@ -52,7 +52,7 @@ class ValidationFeed:
                 for s, r in self.rows.items() if len(r)}
         held_out = self.valid.take(rows).to(self.device)
         held_count = {t.name: int(held_out.masks[t.name].sum()) for t in self.tasks}
-        parameters = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+        parameters: dict[str, torch.Tensor] = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
         return Lookahead(
             parameters,
             lambda theta: self._losses(theta, batches, count),
