@@ -175,3 +175,27 @@ def test_fit_without_validation_data_is_refused() -> None:
     tasks, train, _ = _problem()
     with pytest.raises(ConfigError, match="adapts its weights to validation batches"):
         fit(_net(tasks), tasks, train, None, TrainConfig(epochs=1, progress=False, primary="y"))
+
+
+def _architectures() -> list[str]:
+    from tests.nn.test_contract import NAMES
+
+    return list(NAMES)
+
+
+@pytest.mark.parametrize("name", _architectures())
+def test_the_lookahead_runs_on_every_architecture(name: str) -> None:
+    from multitask.train._distributed import Distributed
+    from multitask.train._lookahead import ValidationFeed
+    from tests.nn.test_contract import build, case, data
+
+    model, (tasks, _, _) = build(name), case(name)
+    method = AutoLambda(tasks, primary=tasks[0].name, lr=0.1)
+    train, valid = data(name, n=24), data(name, 24, 1)
+    feed = ValidationFeed(model, tasks, method, valid, 16, 0, Distributed())
+    count = {t.name: int(train.masks[t.name].sum()) for t in tasks}
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    method.look_ahead(feed.objective([train.take({"s": np.arange(24)})], count, 0.01, 0, 1))
+    assert bool(method.lambdas.isfinite().all()) and not torch.equal(method.lambdas, torch.ones(len(tasks)).double())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the model is not changed
+    assert model.training
