@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from multitask import Task
+from multitask.balancing import AutoLambda
 from multitask.cli import main
 from multitask.errors import ConfigError
 from multitask.train import TrainConfig
+from multitask.train._trainer import make_balancer
 from multitask.train.config import without_primary
 from tests.conftest import make_wide
 
@@ -30,11 +33,18 @@ def _tasks(csv: Path) -> list[str]:
 def test_primary_implies_monitor_and_auto_lambda() -> None:
     config = TrainConfig(primary="y1")
     assert config.monitor == "y1"
-    assert config.balancer == "auto-lambda" and config.balancer_options == {"primary": "y1"}
+    assert config.balancer == "auto-lambda" and config.balancer_options == {}
+    tasks = [Task(t, "regression") for t in ("y0", "y1")]
+    built = make_balancer(config, tasks)
+    assert isinstance(built, AutoLambda) and built.primary == ["y1"]
     chosen = TrainConfig(primary="y1", balancer="dwa")  # allowed: weights by dwa, early stopping on y1
-    assert chosen.balancer == "dwa" and chosen.balancer_options == {} and chosen.monitor == "y1"
-    tuned = TrainConfig(primary="y1", balancer_options={"lr": 0.01})
-    assert tuned.balancer_options == {"lr": 0.01, "primary": "y1"}
+    assert chosen.balancer == "dwa" and chosen.monitor == "y1"
+    make_balancer(chosen, tasks)  # dwa has no primary option, and is not given one
+    # a search sets the balancer by model_copy: the primary reaches whichever balancer takes it
+    searched = config.model_copy(update={"balancer": "uncertainty"})
+    make_balancer(searched, tasks)
+    tuned = make_balancer(TrainConfig(primary="y1", balancer_options={"lr": 0.01}), tasks)
+    assert isinstance(tuned, AutoLambda) and tuned.lr == 0.01 and tuned.primary == ["y1"]
 
 
 def test_primary_and_a_different_monitor_are_refused() -> None:

@@ -199,3 +199,29 @@ def test_the_lookahead_runs_on_every_architecture(name: str) -> None:
     assert bool(method.lambdas.isfinite().all()) and not torch.equal(method.lambdas, torch.ones(len(tasks)).double())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the model is not changed
     assert model.training
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_after_first(epoch: int, score: float | None) -> None:
+    if epoch == 1:
+        raise _Stop
+
+
+def test_a_primary_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
+    tasks, train, valid = _problem()
+    config = TrainConfig(epochs=3, batch_size=32, lr=1e-2, progress=False, threads=1, primary="y", patience=None,
+                         balancer_options={"lr": 0.05, "every": 2})
+    full = fit(_net(tasks), tasks, train, valid, config, run_dir=tmp_path / "full")
+    with pytest.raises(_Stop):
+        fit(_net(tasks), tasks, train, valid, config, run_dir=tmp_path / "cut", on_epoch=_stop_after_first)
+    resumed = fit(_net(tasks), tasks, train, valid, config, run_dir=tmp_path / "cut", resume=True)
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in resumed.history] == [
+        {k: v for k, v in r.items() if k != "seconds"} for r in full.history]
+    for key, value in full.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[key], value), key
+    saved = [torch.load(tmp_path / d / "checkpoint.pt", weights_only=True)["balancer"] for d in ("full", "cut")]
+    assert all(torch.equal(saved[0][k], saved[1][k]) for k in saved[0])
+    assert not torch.equal(saved[0]["lambdas"], torch.ones(3, dtype=torch.float64))

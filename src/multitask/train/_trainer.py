@@ -337,12 +337,15 @@ def _check_same_balancer(saved: str | None, method: Balancing, path: Path) -> No
 
 
 def make_balancer(config: TrainConfig, tasks: list[Task]) -> Balancer | GradientBalancer:
-    """The balancer named by ``config.balancer``, built as ``cls(tasks, **config.balancer_options)``.
+    """The balancer named by ``config.balancer``, built as ``cls(tasks, **config.balancer_options)``; a balancer
+    with a ``primary`` option is given ``config.primary`` when the run has one.
 
     An option the constructor does not take, or a value it refuses, is a ConfigError naming the option.
     """
     cls = BALANCERS.get(config.balancer)
     options = dict(config.balancer_options)
+    if config.primary is not None and "primary" in inspect.signature(cls).parameters:
+        options.setdefault("primary", config.primary)  # auto-lambda serves the run's primary task
     try:
         inspect.signature(cls).bind(tasks, **options)
     except TypeError as e:

@@ -82,7 +82,8 @@ class TrainConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _primary_defaults(cls, data: Any) -> Any:
-        """``primary``: ``monitor`` is that task, the balancer auto-lambda (told the primary) unless one is named."""
+        """``primary``: ``monitor`` is that task, the balancer auto-lambda unless one is named (``make_balancer``
+        tells a balancer with a ``primary`` option which task it is)."""
         if not isinstance(data, dict) or not isinstance(data.get("primary"), str):
             return data
         primary, out = data["primary"], dict(data)
@@ -93,11 +94,9 @@ class TrainConfig(BaseModel):
                              "with a primary task, early stopping follows it")
         if out.get("balancer") is None:
             out["balancer"] = "auto-lambda"
-        if out["balancer"] == "auto-lambda":
-            options = dict(out.get("balancer_options") or {})
-            if options.get("primary", primary) not in (primary, [primary]):
-                raise ValueError(f"balancer_options primary {options['primary']!r} differs from primary {primary!r}")
-            out["balancer_options"] = {**options, "primary": primary}
+        options = out.get("balancer_options") or {}
+        if isinstance(options, dict) and options.get("primary", primary) not in (primary, [primary]):
+            raise ValueError(f"balancer_options primary {options['primary']!r} differs from primary {primary!r}")
         return out
 
     @field_validator("optimizer")
