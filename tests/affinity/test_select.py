@@ -139,10 +139,10 @@ def test_select_cli_refuses_an_unknown_target(tmp_path: Path, capsys: pytest.Cap
 
 
 def test_select_measures_the_affinity_when_none_is_given(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    csv = _helpful_and_noise(tmp_path / "d.csv", n=120, d=4)
+    csv = _helpful_and_noise(tmp_path / "d.csv", n=80, d=4)
     out = tmp_path / "sel"
     assert main(["select", "--data", str(csv), *(a for t in TASKS for a in ("--task", t)), "--target", "target",
-                 "--measure", "gradient", "--every", "1", "--epochs", "2", "--subsets", "1", "--out", str(out)]) == 0
+                 "--measure", "gradient", "--every", "2", "--epochs", "1", "--subsets", "1", "--out", str(out)]) == 0
     record = json.loads((out / "select.json").read_text())
     assert record["measure"] == "gradient" and set(record["scores"]) == {"copy", "noise"}
     assert len(record["subsets"]) == 2 and record["subsets"][0]["subset"] == []
