@@ -34,7 +34,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         conflict_handler="resolve")  # --target names the task here; the long form's target column is --target-column
     add_data_arguments(c.add_argument_group("data"))
     c.add_argument("--target", required=True, metavar="TASK", help="the task to improve")
-    c.add_argument("--target-column", help="long form: " + _doc("target"))
+    c.add_argument("--target-column", help=_doc("target"))
     c.add_argument("--subsets", type=int, default=8, metavar="N",
                    help="distinct subsets of the other tasks to evaluate besides the target alone (default 8)")
     c.add_argument("--measure", default="lookahead", choices=MEASURES,
