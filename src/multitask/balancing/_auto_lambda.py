@@ -53,8 +53,9 @@ class AutoLambda(Balancing):
     then one Adam step on ``λ`` with ``h`` and ``λ ← max(λ, 0)``. An auxiliary task whose gradient lowers the
     primary tasks' validation loss gains weight; one that raises it loses weight. Every task's weight is
     learned, the primary tasks' too, as in the paper. With no ``primary`` every task is primary: the
-    paper's multi-task setting. The lookahead is evaluated in evaluation mode (no dropout noise); the
-    validation batch holds rows labelled for a primary task.
+    paper's multi-task setting. The lookahead is evaluated in evaluation mode (no dropout noise) on the task
+    losses alone (a model's own penalty, such as AITM's calibration term, is left out of it); the validation
+    batch holds rows labelled for a primary task.
 
     Departures from the authors' code: ``λ`` is kept ≥ 0 (a negative weight would train a task's loss
     upward); the virtual step is plain SGD (their code adds SGD's momentum and weight decay); the meta data
