@@ -45,6 +45,7 @@ BENCHMARKS: dict[str, tuple[list[str], bool]] = {
     "recommender": (["benchmarks.recommender"], False),
     "grouping": (["benchmarks.grouping"], True),
     "onnx_export": (["benchmarks.onnx_export"], True),
+    "auxiliary": (["benchmarks.auxiliary"], True),
 }
 
 

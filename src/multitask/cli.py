@@ -22,7 +22,15 @@ from typing import Any
 
 import yaml
 
-from multitask import _cli_affinity, _cli_compare, _cli_export, _cli_finetune, _cli_group, _cli_pareto
+from multitask import (
+    _cli_affinity,
+    _cli_compare,
+    _cli_export,
+    _cli_finetune,
+    _cli_group,
+    _cli_pareto,
+    _cli_select,
+)
 from multitask.errors import ConfigError, MultitaskError
 from multitask.registry import ALL, BALANCERS, OPTIMIZERS, SAMPLERS, SCHEDULES
 from multitask.tasks import KINDS
@@ -120,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=_doc("balancer_options", train=True))
     o.add_argument("--patience", type=int, help=_doc("patience", train=True))
     o.add_argument("--monitor", metavar="TASK", help=_doc("monitor", train=True))
+    o.add_argument("--primary", metavar="TASK", help=_doc("primary", train=True))
     o.add_argument("--seed", type=int, help=_doc("seed", train=True))
     o.add_argument("--threads", type=int, help=_doc("threads", train=True))
     o.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -150,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     _cli_finetune.add_parser(sub)
     _cli_pareto.add_parser(sub)
     _cli_export.add_parser(sub)
+    _cli_select.add_parser(sub)
     sub.add_parser("list", help="the models, data sets and options that exist")
     demo = sub.add_parser("demo", help="train on built-in data and compare with single-task models")
     demo.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
@@ -197,6 +207,7 @@ def _train_overrides(a: argparse.Namespace) -> dict[str, Any]:
             "balancer": a.balancer,
             "patience": a.patience,
             "monitor": a.monitor,
+            "primary": a.primary,
             "seed": a.seed,
             "threads": a.threads,
             "progress": False if a.quiet else None,
@@ -281,6 +292,10 @@ def print_comparison(result: Any, console: Any) -> None:
     console.print(table)
     if len(result.tasks) > _MAX_ROWS:
         console.print(f"… {len(result.tasks) - _MAX_ROWS} more tasks in {result.run_dir / 'metrics.json'}", markup=False)
+    if getattr(result, "auxiliary", None):
+        from multitask._auxiliary import print_auxiliary
+
+        print_auxiliary(result.auxiliary, console)
     for task, why in list(result.notes.items())[:5]:
         console.print(f"task {task}: {why}", markup=False)
     for kind, b in result.baselines.items():
@@ -373,6 +388,7 @@ COMMANDS = {
     "finetune": _cli_finetune.run,
     "pareto": _cli_pareto.run,
     "export": _cli_export.run,
+    "select": _cli_select.run,
     "list": _cmd_list,
     "demo": _cmd_demo,
 }

@@ -262,7 +262,7 @@ class RunConfig(BaseModel):
             raise ValueError(f"option 'cv' applies to linear models, not {self.model!r}")
         if family != "deep":
             allowed = _ANY_FAMILY_TRAIN | ({"monitor"} if self.search is not None else set())
-            extra = sorted(set(self.train.model_fields_set) - allowed)
+            extra = sorted(set(self.train.model_fields_set) - allowed, key=lambda k: (k != "primary", k))
             if extra:
                 raise ValueError(f"option 'train.{extra[0]}' applies to deep models, not {self.model!r}")
         return self

@@ -220,6 +220,7 @@ BALANCERS = Registry(
         "gradnorm": "multitask.balancing:GradNorm",
         "db-mtl": "multitask.balancing:DBMTL",
         "moco": "multitask.balancing:MoCo",
+        "auto-lambda": "multitask.balancing:AutoLambda",
         "imtl-g": "multitask.balancing:IMTLG",
         "nash-mtl": "multitask.balancing:NashMTL",
         "aligned-mtl": "multitask.balancing:AlignedMTL",

@@ -32,6 +32,7 @@ import pandas as pd
 import yaml
 
 from multitask import models
+from multitask._auxiliary import auxiliary_summary
 from multitask._names import task_dirs
 from multitask._rundir import (
     RUN_FILE,
@@ -58,6 +59,7 @@ from multitask.registry import DATASETS
 from multitask.tasks import Task
 from multitask.train import TrainConfig, is_main_process
 from multitask.train._trainer import RESUMABLE_CHANGES
+from multitask.train.config import without_primary
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +102,7 @@ class RunResult:
     description: str = ""
     notes: dict[str, str] = field(default_factory=dict)
     selection: list[dict[str, Any]] | None = None  # the candidates or trials that chose the model
+    auxiliary: dict[str, Any] | None = None  # with a primary task: each task's weight (multitask._auxiliary)
 
     @property
     def baseline(self) -> Metrics | None:
@@ -120,6 +123,7 @@ class RunResult:
             "not_evaluated": self.notes,
             "baselines": {k: b.to_json() for k, b in self.baselines.items()},
             **({"selection": self.selection} if self.selection is not None else {}),
+            **({"auxiliary": self.auxiliary} if self.auxiliary is not None else {}),
         }
 
 
@@ -323,6 +327,7 @@ def _train(cfg: RunConfig, resume: bool, data: BuiltinData | None, overwrite: bo
     metrics, _ = fit_and_score(model, p, out, resume=resume, notes=notes)
     result = RunResult(out, p.tasks, metrics, chosen.model, evaluated_on=p.evaluated_on, description=p.description,
                        notes=notes, selection=selection.leaderboard if selection is not None else None)
+    result.auxiliary = auxiliary_summary(out, chosen.train) if is_main_process() else None
     for kind, bcfg in baselines.items():
         where = out / "baseline" / kind
         if kind == "stl":
@@ -372,8 +377,11 @@ def _plan(cfg: RunConfig, p: Prepared, model: Model | None = None) -> tuple[Mode
 
 def _baseline_config(cfg: RunConfig, kind: str, p: Prepared) -> RunConfig:
     """The configuration of one baseline, with a training budget at least the model's (docs/cli.md)."""
-    if kind == "stl":
-        return cfg.model_copy(update={"groups": None, "group_options": {}})  # one model per task, not per group
+    if kind == "stl":  # each task alone (not per group); a primary task's baseline is the primary trained alone
+        update: dict[str, Any] = {"groups": None, "group_options": {}}
+        if cfg.train.primary:
+            update["train"] = without_primary(cfg.train)
+        return cfg.model_copy(update=update)
     if kind == "gbdt":
         name, options = "gbdt:independent", {}
     else:  # pooled: the same family with every parameter shared but a per-task intercept

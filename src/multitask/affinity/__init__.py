@@ -18,6 +18,17 @@ from multitask.affinity._measures import (
     lookahead_affinity,
 )
 from multitask.affinity._plot import plot_heatmap, read_csv, write_csv
+from multitask.affinity._select import (
+    AuxiliarySelection,
+    SubsetScore,
+    draw_subset,
+    draw_subsets,
+    inclusion_probabilities,
+    relatedness,
+    score_subset,
+    select_auxiliary,
+    subset_probability,
+)
 from multitask.affinity._transfer import MAX_TASKS, TransferResult, transfer_gain
 
 __all__ = [
@@ -26,20 +37,29 @@ __all__ = [
     "MAX_TASKS",
     "MEASURES",
     "AffinityResult",
+    "AuxiliarySelection",
     "LinearAffinity",
     "Partition",
     "Recorder",
+    "SubsetScore",
     "TransferResult",
     "affinity",
     "best_partition",
     "cluster_order",
+    "draw_subset",
+    "draw_subsets",
     "gradient_affinity",
+    "inclusion_probabilities",
     "linear_affinity",
     "lookahead_affinity",
     "partition_names",
     "partition_score",
     "plot_heatmap",
     "read_csv",
+    "relatedness",
+    "score_subset",
+    "select_auxiliary",
+    "subset_probability",
     "transfer_gain",
     "write_csv",
 ]

@@ -7,7 +7,8 @@ docs/balancing.md.
 """
 
 from multitask.balancing._aligned_mtl import AlignedMTL
-from multitask.balancing._base import Balancing, Needs, Of, step_seed, task_names
+from multitask.balancing._auto_lambda import AutoLambda, hypergradient
+from multitask.balancing._base import Balancing, Lookahead, Needs, Of, step_seed, task_names
 from multitask.balancing._cagrad import CAGrad, cagrad_weights
 from multitask.balancing._config import ConFIG
 from multitask.balancing._db_mtl import DBMTL
@@ -43,6 +44,7 @@ __all__ = [
     "MGDAUB",
     "STCH",
     "AlignedMTL",
+    "AutoLambda",
     "Balancing",
     "CAGrad",
     "ConFIG",
@@ -54,6 +56,7 @@ __all__ = [
     "GradDrop",
     "GradNorm",
     "GradVac",
+    "Lookahead",
     "MoCo",
     "NashMTL",
     "Needs",
@@ -65,6 +68,7 @@ __all__ = [
     "UPGrad",
     "Uncertainty",
     "cagrad_weights",
+    "hypergradient",
     "mean_pairwise_cosine",
     "min_norm_weights",
     "pcgrad_coefficients",

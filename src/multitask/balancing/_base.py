@@ -21,11 +21,16 @@ after the optimizer's step (with the losses recomputed on the same batch when ``
 and :meth:`Balancing.end_epoch` after each epoch; they do nothing by default. A stochastic method draws only
 from :meth:`generator`, which ``begin_step`` seeds from ``(seed, epoch, step)`` as the samplers do, so a
 resumed run draws the same numbers as an uninterrupted one.
+
+A method that adapts its weights to a held-out loss (Auto-Lambda) declares ``needs_validation``: before
+each step the trainer hands :meth:`Balancing.look_ahead` a :class:`Lookahead`, the step's task losses on the
+training batch and on a validation batch, each as a function of the model's parameters.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -40,6 +45,22 @@ _STREAM = 0x62616C
 Needs = Literal["losses", "gramian", "jacobian"]
 Of = Literal["parameters", "representation"]
 OF_CHOICES: tuple[str, ...] = ("parameters", "representation")
+
+
+@dataclass(frozen=True)
+class Lookahead:
+    """What a ``needs_validation`` method sees before a step: task losses as functions of the parameters.
+
+    ``train(θ)`` and ``valid(θ)`` map ``{name: tensor}`` (the model's trainable parameters, as in
+    ``parameters``, or tensors of the same shapes) to the task losses (T,) of this step's training batch and
+    of a validation batch (each task's mean over its labelled rows; 0 for a task without labels there), in
+    evaluation mode (no dropout noise); ``lr`` is the optimizer's learning rate in this step.
+    """
+
+    parameters: dict[str, torch.Tensor]
+    train: Callable[[dict[str, torch.Tensor]], torch.Tensor]
+    valid: Callable[[dict[str, torch.Tensor]], torch.Tensor]
+    lr: float
 
 
 def step_seed(seed: int, epoch: int, step: int) -> int:
@@ -58,6 +79,8 @@ class Balancing(nn.Module):
     stochastic: ClassVar[bool] = False
     #: whether :meth:`after_step` wants the task losses recomputed on the step's batch after the update
     needs_losses_after_step: ClassVar[bool] = False
+    #: whether the trainer calls :meth:`look_ahead` before each step (validation data required)
+    needs_validation: ClassVar[bool] = False
 
     def __init__(self, tasks: Sequence[Task | str], of: str = "parameters") -> None:
         super().__init__()
@@ -112,6 +135,14 @@ class Balancing(nn.Module):
     def after_step(self, losses_after: torch.Tensor | None) -> None:
         """Called after the optimizer's step; ``losses_after`` (T,) only when ``needs_losses_after_step``."""
         return None
+
+    def look_ahead(self, objective: Lookahead) -> None:
+        """``needs_validation``: called before each step's losses are combined, with :class:`Lookahead`."""
+        raise NotImplementedError(f"{type(self).__name__} does not use validation batches")
+
+    def validation_tasks(self) -> list[str]:
+        """The tasks whose validation loss :meth:`look_ahead` follows: the validation batches hold their rows."""
+        return list(self.tasks)
 
     def end_epoch(self, mean_losses: dict[str, float | None]) -> None:
         """Called by the trainer after each epoch with each task's mean training loss; does nothing here."""

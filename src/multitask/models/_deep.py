@@ -87,6 +87,10 @@ class Deep:
     def check(self, tasks: Sequence[Task], pre: Preprocessor) -> None:
         """Build the network once (options bound to the architecture's signature first): every option and
         every task's kind and size is checked before anything is trained or written."""
+        names = [t.name for t in tasks]
+        if self.train.primary is not None and self.train.primary not in names:
+            raise ConfigError(f"train option 'primary': {self.train.primary!r} is not a task; tasks are: "
+                              f"{', '.join(names[:10])}")
         cls = MODELS.get(self.name)
         try:
             inspect.signature(cls).bind(inputs=None, tasks=None, task_source=None, output_sizes=None,

@@ -44,6 +44,7 @@ from multitask.train._checkpoint import (
     upgrade_state_dict,
 )
 from multitask.train._distributed import Distributed, setup_distributed
+from multitask.train._lookahead import ValidationFeed
 from multitask.train._losses import task_loss_sums
 from multitask.train._step import Stepper, split_rows
 from multitask.train.config import TrainConfig
@@ -86,7 +87,9 @@ def fit(
     one is told each step's ``(seed, epoch, step)`` and each epoch's mean training losses, and the epoch
     mean of its per-step task weights goes to ``log.jsonl`` under "weights". Early stopping follows
     ``config.monitor``'s validation loss alone when it is set; the kept weights are always those of a
-    completed epoch (the last one without validation labels). With ``run_dir`` every epoch appends to
+    completed epoch (the last one without validation labels). A balancer that ``needs_validation``
+    (auto-lambda) is handed each step's :class:`~multitask.balancing.Lookahead` on a validation batch
+    (:mod:`multitask.train._lookahead`). With ``run_dir`` every epoch appends to
     ``log.jsonl`` and rewrites ``checkpoint.pt``; at the end ``model.pt``/``model.json`` hold the best
     weights. ``resume`` continues from ``checkpoint.pt`` to the same result as an uninterrupted run.
 
@@ -114,6 +117,8 @@ def fit(
     method.to(ddp.device)
     stepper = Stepper(model, method, tasks, ddp)
     net = stepper.net
+    feed = ValidationFeed(model, tasks, method, valid, config.batch_size, config.seed, ddp) \
+        if method.needs_validation else None
     optimizer = make_optimizer(config, [*model.parameters(), *method.optimized_parameters()])
     scheduler = SCHEDULES.get(config.schedule)(optimizer, config.epochs)
 
@@ -188,6 +193,8 @@ def fit(
                 ]
                 optimizer.zero_grad(set_to_none=True)
                 method.begin_step(config.seed, epoch, step)
+                if feed is not None:  # a method that follows a validation loss looks ahead first
+                    method.look_ahead(feed.objective(batches, count, lr, epoch, step))
                 values = stepper.step(
                     batches, count, partial(_check_step, tasks, epoch=epoch, step=step, run_dir=run_dir)
                 )
@@ -334,12 +341,15 @@ def _check_same_balancer(saved: str | None, method: Balancing, path: Path) -> No
 
 
 def make_balancer(config: TrainConfig, tasks: list[Task]) -> Balancer | GradientBalancer:
-    """The balancer named by ``config.balancer``, built as ``cls(tasks, **config.balancer_options)``.
+    """The balancer named by ``config.balancer``, built as ``cls(tasks, **config.balancer_options)``; a balancer
+    with a ``primary`` option is given ``config.primary`` when the run has one.
 
     An option the constructor does not take, or a value it refuses, is a ConfigError naming the option.
     """
     cls = BALANCERS.get(config.balancer)
     options = dict(config.balancer_options)
+    if config.primary is not None and "primary" in inspect.signature(cls).parameters:
+        options.setdefault("primary", config.primary)  # auto-lambda serves the run's primary task
     try:
         inspect.signature(cls).bind(tasks, **options)
     except TypeError as e:

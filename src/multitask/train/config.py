@@ -66,6 +66,8 @@ class TrainConfig(BaseModel):
     """A progress bar on stderr (only when it is a terminal, and only on rank 0)."""
     monitor: str | None = None
     """Early stopping and the kept weights follow this task's validation loss; None: the weighted total."""
+    primary: str | None = None
+    """The one task the run is for; the others are auxiliary: monitor defaults to it, balancer to auto-lambda."""
     balancer: str = "static"
     """How task losses are combined each step, a name in multitask.registry.BALANCERS (static: task weights)."""
     balancer_options: dict[str, Any] = {}
@@ -76,6 +78,26 @@ class TrainConfig(BaseModel):
             super().__init__(**options)
         except ValidationError as e:
             raise ConfigError(describe_validation_error(e)) from None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _primary_defaults(cls, data: Any) -> Any:
+        """``primary``: ``monitor`` is that task, the balancer auto-lambda unless one is named (``make_balancer``
+        tells a balancer with a ``primary`` option which task it is)."""
+        if not isinstance(data, dict) or not isinstance(data.get("primary"), str):
+            return data
+        primary, out = data["primary"], dict(data)
+        if out.get("monitor") is None:
+            out["monitor"] = primary
+        elif out["monitor"] != primary:
+            raise ValueError(f"monitor {out['monitor']!r} and primary {primary!r} name different tasks; "
+                             "with a primary task, early stopping follows it")
+        if out.get("balancer") is None:
+            out["balancer"] = "auto-lambda"
+        options = out.get("balancer_options") or {}
+        if isinstance(options, dict) and options.get("primary", primary) not in (primary, [primary]):
+            raise ValueError(f"balancer_options primary {options['primary']!r} differs from primary {primary!r}")
+        return out
 
     @field_validator("optimizer")
     @classmethod
@@ -191,6 +213,18 @@ class TrainConfig(BaseModel):
         if self.momentum and self.optimizer != "sgd":
             raise ValueError(f"momentum only applies to optimizer 'sgd', not {self.optimizer!r}")
         return self
+
+
+def without_primary(config: TrainConfig) -> TrainConfig:
+    """The same options for a model of other tasks (a single-task baseline): no primary task, no monitor, and
+    static weights where ``primary`` had chosen auto-lambda."""
+    if config.primary is None:
+        return config
+    options = config.model_dump()
+    options.update(primary=None, monitor=None)
+    if config.balancer == "auto-lambda":
+        options.update(balancer="static", balancer_options={})
+    return TrainConfig(**options)
 
 
 def balancer_option_names(name: str) -> list[str]:
