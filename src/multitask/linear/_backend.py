@@ -4,12 +4,17 @@ A backend answers ``loss_and_grad(W, b) -> (value, grad_W, grad_b)`` for ``W`` o
 ``(n_tasks, n_features)`` and intercepts ``b`` of shape ``(n_tasks,)``; the solver sees nothing else of the
 data. :class:`ArrayBackend` holds NumPy / SciPy arrays in memory; a distributed backend would sum the same
 quantities over partitions.
+
+A backend may also answer ``restrict(features)``: the backend of the same rows and targets on the columns
+``features`` of ``X`` only, whose evaluations cost a fraction of a full one (what a working-set solver runs
+its inner solves on). :func:`restricted` gives it for any backend: the backend's own when it has one,
+otherwise evaluations of the full backend with the other columns of ``W`` at zero (each one a full pass).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -58,6 +63,9 @@ class _RowGroup:
             return value, None, None
         return value, np.asarray(self.X.T @ dZ).T, dZ.sum(axis=0)
 
+    def restrict(self, features: NDArray[np.intp]) -> _RowGroup:
+        return replace(self, X=_columns(self.X, features))
+
 
 @dataclass
 class _GramGroup:
@@ -90,6 +98,10 @@ class _GramGroup:
         G = self.weights[:, None] * (GV - self.cross)
         return value, G[:, :-1], G[:, -1]
 
+    def restrict(self, features: NDArray[np.intp]) -> _GramGroup:
+        keep = np.append(features, self.gram.shape[-1] - 1)  # and the intercept's column
+        return replace(self, gram=self.gram[np.ix_(keep, keep)], cross=self.cross[:, keep])
+
 
 @dataclass
 class _BatchedGram:
@@ -110,6 +122,10 @@ class _BatchedGram:
             return value, None, None
         G = self.weights[:, None] * (GV - self.cross)
         return value, G[:, :-1], G[:, -1]
+
+    def restrict(self, features: NDArray[np.intp]) -> _BatchedGram:
+        keep = np.append(features, self.gram.shape[-1] - 1)
+        return replace(self, gram=self.gram[:, keep[:, None], keep[None, :]], cross=self.cross[:, keep])
 
 
 @dataclass
@@ -143,6 +159,76 @@ class _LongGroup:
         grad_W = self.indicator @ scaled
         return value, np.asarray(grad_W.todense() if sp.issparse(grad_W) else grad_W), self.indicator @ dz
 
+    def restrict(self, features: NDArray[np.intp]) -> _LongGroup:
+        return replace(self, X=_columns(self.X, features))
+
+
+def _columns(X: Matrix, features: NDArray[np.intp]) -> Matrix:
+    """The columns ``features`` of ``X``, in the same format (CSR stays CSR)."""
+    if sp.issparse(X):
+        return X.tocsc()[:, features].tocsr()
+    return np.ascontiguousarray(X[:, features])
+
+
+class _Embedded:
+    """The backend of the columns ``features`` through the full backend: other columns of ``W`` at zero."""
+
+    def __init__(self, backend: Backend, features: NDArray[np.intp]) -> None:
+        self.backend, self.features = backend, features
+        self.n_tasks, self.n_features = backend.n_tasks, len(features)
+
+    def _full(self, W: Array) -> Array:
+        full = np.zeros((W.shape[0], self.backend.n_features))
+        full[:, self.features] = W
+        return full
+
+    def loss(self, W: Array, b: Array) -> float:
+        return self.backend.loss(self._full(W), b)
+
+    def loss_and_grad(self, W: Array, b: Array) -> tuple[float, Array, Array]:
+        value, grad_W, grad_b = self.backend.loss_and_grad(self._full(W), b)
+        return value, grad_W[:, self.features], grad_b
+
+
+def restricted(backend: Backend, features: NDArray[np.intp]) -> Backend:
+    """The backend of the columns ``features``: the backend's own ``restrict`` if it has one, else through it."""
+    own = getattr(backend, "restrict", None)
+    if own is not None and getattr(backend, "can_restrict", True):
+        return own(features)
+    return _Embedded(backend, features)
+
+
+class Counted:
+    """A backend that counts its evaluations: ``passes`` over all the data, ``restricted_passes`` over the
+    columns of a working set only (evaluations of its :meth:`restrict`; through the full backend, when that
+    has no ``restrict`` of its own, they are full passes and counted as such)."""
+
+    def __init__(self, backend: Backend, parent: Counted | None = None) -> None:
+        self.backend, self.parent = backend, parent
+        self.n_tasks, self.n_features = backend.n_tasks, backend.n_features
+        self.work = float(getattr(backend, "work", float("inf")))
+        self.passes = self.restricted_passes = 0
+
+    def _count(self) -> None:
+        if self.parent is None:
+            self.passes += 1
+        else:
+            self.parent.restricted_passes += 1
+
+    def loss(self, W: Array, b: Array) -> float:
+        self._count()
+        return self.backend.loss(W, b)
+
+    def loss_and_grad(self, W: Array, b: Array) -> tuple[float, Array, Array]:
+        self._count()
+        return self.backend.loss_and_grad(W, b)
+
+    def restrict(self, features: NDArray[np.intp]) -> Backend:
+        own = getattr(self.backend, "restrict", None)
+        if own is not None and getattr(self.backend, "can_restrict", True):
+            return Counted(own(features), self if self.parent is None else self.parent)
+        return _Embedded(self, features)
+
 
 class Centered:
     """The backend of ``X - 1 meanᵀ`` given the backend of ``X``: ``z = x·w + (b - mean·w)``.
@@ -155,6 +241,8 @@ class Centered:
         self.backend, self.mean = backend, mean
         self.n_tasks, self.n_features = backend.n_tasks, backend.n_features
         self.work = float(getattr(backend, "work", float("inf")))
+        #: whether :meth:`restrict` is cheaper than a full pass (the wrapped backend has its own)
+        self.can_restrict = callable(getattr(backend, "restrict", None)) and getattr(backend, "can_restrict", True)
 
     def loss(self, W: Array, b: Array) -> float:
         return self.backend.loss(W, b - W @ self.mean)
@@ -162,6 +250,9 @@ class Centered:
     def loss_and_grad(self, W: Array, b: Array) -> tuple[float, Array, Array]:
         value, grad_W, grad_b = self.backend.loss_and_grad(W, b - W @ self.mean)
         return value, grad_W - np.outer(grad_b, self.mean), grad_b
+
+    def restrict(self, features: NDArray[np.intp]) -> Backend:
+        return Centered(restricted(self.backend, features), self.mean[features])
 
 
 def _work(group: _RowGroup | _GramGroup | _BatchedGram | _LongGroup, n_features: int) -> float:
@@ -244,6 +335,15 @@ class ArrayBackend:
                                  shape=(len(members), len(owner)))
         return _LongGroup(np.asarray(members, dtype=np.intp), X[all_rows], owner,
                           np.concatenate([targets[t] for t in members]), weights, by_loss, indicator)
+
+    def restrict(self, features: NDArray[np.intp]) -> ArrayBackend:
+        """The same rows and targets on the columns ``features`` of ``X``."""
+        features = np.asarray(features, dtype=np.intp)
+        out = object.__new__(ArrayBackend)
+        out.n_tasks, out.n_features = self.n_tasks, len(features)
+        out._groups = [group.restrict(features) for group in self._groups]
+        out.work = sum(_work(group, out.n_features) for group in out._groups)
+        return out
 
     def loss(self, W: Array, b: Array) -> float:
         return sum(group.evaluate(W, b, grad=False)[0] for group in self._groups)
