@@ -14,7 +14,7 @@ otherwise evaluations of the full backend with the other columns of ``W`` at zer
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -50,21 +50,46 @@ class _RowGroup:
     Y: Array
     weights: Array
     losses: Sequence[Loss]
+    #: the columns of each loss: a slice when one loss serves all, so no column is copied
+    by_loss: list[tuple[Loss, slice | NDArray[np.intp]]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        names = [loss.name for loss in self.losses]
+        if len(set(names)) <= 1:
+            self.by_loss = [(self.losses[0], slice(None))] if names else []
+        else:
+            self.by_loss = [(loss, np.flatnonzero(np.array(names) == loss.name))
+                            for loss in {loss.name: loss for loss in self.losses}.values()]
 
     def evaluate(self, W: Array, b: Array, grad: bool) -> tuple[float, Array | None, Array | None]:
         Z = np.asarray(self.X @ W[self.tasks].T) + b[self.tasks]
         value = 0.0
         dZ = np.empty_like(Z) if grad else Z
-        for j, loss in enumerate(self.losses):
-            value += float(self.weights[:, j] @ loss.values(Z[:, j], self.Y[:, j]))
+        for loss, columns in self.by_loss:
+            Zc, Yc, weights = Z[:, columns], self.Y[:, columns], self.weights[:, columns]
+            value += float(np.vdot(weights, loss.values(Zc, Yc)))
             if grad:
-                dZ[:, j] = self.weights[:, j] * loss.derivative(Z[:, j], self.Y[:, j])
+                dZ[:, columns] = weights * loss.derivative(Zc, Yc)
         if not grad:
             return value, None, None
         return value, np.asarray(self.X.T @ dZ).T, dZ.sum(axis=0)
 
-    def restrict(self, features: NDArray[np.intp]) -> _RowGroup:
-        return replace(self, X=_columns(self.X, features))
+    def restrict(self, features: NDArray[np.intp]) -> _RowGroup | _GramGroup | _BatchedGram:
+        """The columns ``features``; squared-loss tasks through Gram matrices when these are the cheaper."""
+        X = _columns(self.X, features)
+        k = len(features) + 1
+        nonzeros = X.nnz if sp.issparse(X) else X.size
+        if (any(loss.name != "squared" for loss in self.losses) or k > _GRAM_MAX_FEATURES
+                or k * k > nonzeros + X.shape[0]):
+            return replace(self, X=X)
+        if np.all(self.weights == self.weights[0]):  # every task labelled on every row
+            return _GramGroup.build(self.tasks, X, self.Y, self.weights[0])
+        parts = []
+        for j, t in enumerate(self.tasks):
+            rows = np.flatnonzero(self.weights[:, j] > 0)
+            parts.append(_GramGroup.build(np.array([t]), X[rows], self.Y[rows, j:j + 1], self.weights[rows[:1], j]))
+        return _BatchedGram(self.tasks, np.stack([g.gram for g in parts]), np.vstack([g.cross for g in parts]),
+                            np.concatenate([g.yy for g in parts]), np.concatenate([g.weights for g in parts]))
 
 
 @dataclass
