@@ -135,9 +135,8 @@ def test_any_backend_without_restrict() -> None:
     assert np.count_nonzero(np.any(b.coef[0] != 0, axis=0)) < X.shape[1]
 
 
-def test_passes_through_a_backend_without_restrict_are_full_passes() -> None:
-    X, Y = wide(missing=0.0)
-    model = L21(alpha=0.05, working_set=True, tol=1e-7, max_iter=50_000)
+def _fit_on_plain(model: LinearMTL, X: Any, Y: Any) -> _Plain:
+    """Fit ``model`` with its backend seen through :class:`_Plain`; that backend."""
     plain: list[_Plain] = []
 
     def prepare(X: Any, y: Any, tasks: Any) -> Any:
@@ -148,8 +147,24 @@ def test_passes_through_a_backend_without_restrict_are_full_passes() -> None:
 
     model._prepare = prepare  # type: ignore[method-assign]
     model.fit(X, Y)
+    return plain[-1]
+
+
+def test_passes_through_a_backend_without_restrict_are_full_passes() -> None:
+    X, Y = wide(missing=0.0)
+    model = L21(alpha=0.05, working_set=True, tol=1e-7, max_iter=50_000)
+    plain = _fit_on_plain(model, X, Y)
     assert model.n_restricted_passes_ == 0
-    assert model.n_passes_ == plain[-1].calls
+    assert model.n_passes_ == plain.calls
+
+
+def test_auto_is_off_on_a_backend_without_restrict() -> None:
+    X, Y = wide(d=600, sparse=True)
+    on = L21(alpha=0.05, working_set=True).fit(X, Y)
+    model = L21(alpha=0.05)
+    _fit_on_plain(model, X, Y)
+    assert on.n_restricted_passes_ > 0 and model.n_restricted_passes_ == 0
+    assert model.n_iter_ != on.n_iter_  # the full solver ran, not the working set through full passes
 
 
 def test_which_penalties_it_applies_to() -> None:
@@ -174,9 +189,9 @@ def test_bad_working_set_option(value: Any) -> None:
 
 
 def test_auto_switches_on_with_many_features() -> None:
-    X, Y = wide(d=150)
+    X, Y = wide(d=600, sparse=True)
     assert L21(alpha=0.05).fit(X, Y).n_restricted_passes_ > 0
-    X, Y = wide(d=20)
+    X, Y = wide(d=100)
     assert L21(alpha=0.05).fit(X, Y).n_restricted_passes_ == 0
 
 

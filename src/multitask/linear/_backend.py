@@ -215,11 +215,15 @@ class _Embedded:
         return value, grad_W[:, self.features], grad_b
 
 
+def can_restrict(backend: Backend) -> bool:
+    """Whether ``backend`` has a ``restrict`` of its own (cheaper than a full pass)."""
+    return callable(getattr(backend, "restrict", None)) and bool(getattr(backend, "can_restrict", True))
+
+
 def restricted(backend: Backend, features: NDArray[np.intp]) -> Backend:
     """The backend of the columns ``features``: the backend's own ``restrict`` if it has one, else through it."""
-    own = getattr(backend, "restrict", None)
-    if own is not None and getattr(backend, "can_restrict", True):
-        return own(features)
+    if can_restrict(backend):
+        return backend.restrict(features)  # type: ignore[attr-defined]
     return _Embedded(backend, features)
 
 
@@ -233,6 +237,7 @@ class Counted:
         self.n_tasks, self.n_features = backend.n_tasks, backend.n_features
         self.work = float(getattr(backend, "work", float("inf")))
         self.passes = self.restricted_passes = 0
+        self.can_restrict = can_restrict(backend)
 
     def _count(self) -> None:
         if self.parent is None:
@@ -249,9 +254,8 @@ class Counted:
         return self.backend.loss_and_grad(W, b)
 
     def restrict(self, features: NDArray[np.intp]) -> Backend:
-        own = getattr(self.backend, "restrict", None)
-        if own is not None and getattr(self.backend, "can_restrict", True):
-            return Counted(own(features), self if self.parent is None else self.parent)
+        if self.can_restrict:
+            return Counted(restricted(self.backend, features), self if self.parent is None else self.parent)
         return _Embedded(self, features)
 
 
@@ -267,7 +271,7 @@ class Centered:
         self.n_tasks, self.n_features = backend.n_tasks, backend.n_features
         self.work = float(getattr(backend, "work", float("inf")))
         #: whether :meth:`restrict` is cheaper than a full pass (the wrapped backend has its own)
-        self.can_restrict = callable(getattr(backend, "restrict", None)) and getattr(backend, "can_restrict", True)
+        self.can_restrict = can_restrict(backend)
 
     def loss(self, W: Array, b: Array) -> float:
         return self.backend.loss(W, b - W @ self.mean)

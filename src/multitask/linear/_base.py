@@ -24,7 +24,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
 from multitask.errors import ConfigError, DataError
-from multitask.linear._backend import ArrayBackend, Backend, Centered, Counted
+from multitask.linear._backend import ArrayBackend, Backend, Centered, Counted, can_restrict
 from multitask.linear._data import TaskTargets, encode_binary, resolve_losses, split_targets, task_index
 from multitask.linear._losses import Loss, get_loss
 from multitask.linear._penalties import Penalty
@@ -35,8 +35,9 @@ from multitask.linear._working_set import applies, working_set_fista
 Array = NDArray[np.float64]
 #: below this many multiply-adds per loss evaluation the solver runs BLAS on one thread
 _SMALL_WORK = 2e7
-#: ``working_set="auto"`` uses a working set from this many features (see docs/benchmarks.md)
-WORKING_SET_MIN_FEATURES = 100
+#: ``working_set="auto"`` uses a working set from this many features, on backends that can restrict their
+#: columns (measured: docs/benchmarks.md, "Working sets: when working_set="auto" switches on")
+WORKING_SET_MIN_FEATURES = 500
 WORKING_SET_CHOICES = (True, False, "auto")
 
 
@@ -143,7 +144,10 @@ class LinearMTL(BaseEstimator):
     def _solve(self, backend: Backend, coef: Array, intercept: Array) -> SolverResult:
         penalty = self._penalty(backend.n_tasks)
         ws = self.working_set
-        on = backend.n_features >= WORKING_SET_MIN_FEATURES if isinstance(ws, str) else bool(ws)
+        if isinstance(ws, str):  # "auto"
+            on = backend.n_features >= WORKING_SET_MIN_FEATURES and can_restrict(backend)
+        else:
+            on = bool(ws)
         if on and applies(penalty):
             return working_set_fista(backend, penalty, coef, intercept,  # type: ignore[arg-type]
                                      fit_intercept=self.fit_intercept, tol=self.tol, max_iter=self.max_iter)

@@ -27,7 +27,8 @@ class Lasso(LinearMTL):
     working_set : bool or "auto", default="auto"
         Solve on working sets of features, grown until the zeros of the others are optimal (see
         :mod:`multitask.linear._working_set`): the same solution in fewer passes over the data when many
-        features end at zero. ``"auto"``: from 100 features on.
+        features end at zero. ``"auto"``: from 500 features on, when the data's backend can restrict its
+        columns (in memory it can).
 
     Attributes are those of :class:`IndependentLinear`.
     """
@@ -71,7 +72,8 @@ class L21(LinearMTL):
     working_set : bool or "auto", default="auto"
         Solve on working sets of features, grown until the zeros of the others are optimal (see
         :mod:`multitask.linear._working_set`): the same solution in fewer passes over the data when many
-        features end at zero. ``"auto"``: from 100 features on.
+        features end at zero. ``"auto"``: from 500 features on, when the data's backend can restrict its
+        columns (in memory it can).
 
     Attributes are those of :class:`IndependentLinear`.
     """
@@ -117,7 +119,8 @@ class Dirty(LinearMTL):
     working_set : bool or "auto", default="auto"
         Solve on working sets of features, grown until the zeros of the others are optimal (see
         :mod:`multitask.linear._working_set`): the same solution in fewer passes over the data when many
-        features end at zero. ``"auto"``: from 100 features on.
+        features end at zero. ``"auto"``: from 500 features on, when the data's backend can restrict its
+        columns (in memory it can).
 
     Attributes
     ----------
