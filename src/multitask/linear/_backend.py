@@ -50,8 +50,14 @@ class _RowGroup:
     Y: Array
     weights: Array
     losses: Sequence[Loss]
+    #: ``Xᵀ`` in row-major form when kept (a restricted group's, sliced from the columns of ``X``)
+    XT: Matrix | None = None
     #: the columns of each loss: a slice when one loss serves all, so no column is copied
     by_loss: list[tuple[Loss, slice | NDArray[np.intp]]] = field(init=False, repr=False)
+    #: the weights as one row when every row has the same (no missing label)
+    row_weights: Array | None = field(init=False, repr=False)
+    #: ``X`` by columns, kept once a working set has sliced it
+    _csc: Matrix | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         names = [loss.name for loss in self.losses]
@@ -60,28 +66,43 @@ class _RowGroup:
         else:
             self.by_loss = [(loss, np.flatnonzero(np.array(names) == loss.name))
                             for loss in {loss.name: loss for loss in self.losses}.values()]
+        uniform = len(self.weights) > 0 and bool(np.all(self.weights == self.weights[0]))
+        self.row_weights = self.weights[0].copy() if uniform else None
 
     def evaluate(self, W: Array, b: Array, grad: bool) -> tuple[float, Array | None, Array | None]:
         Z = np.asarray(self.X @ W[self.tasks].T) + b[self.tasks]
         value = 0.0
         dZ = np.empty_like(Z) if grad else Z
         for loss, columns in self.by_loss:
-            Zc, Yc, weights = Z[:, columns], self.Y[:, columns], self.weights[:, columns]
-            value += float(np.vdot(weights, loss.values(Zc, Yc)))
+            Zc, Yc = Z[:, columns], self.Y[:, columns]
+            if self.row_weights is not None:
+                weights = self.row_weights[columns]
+                value += float(loss.values(Zc, Yc).sum(axis=0) @ weights)
+            else:
+                weights = self.weights[:, columns]
+                value += float(np.vdot(weights, loss.values(Zc, Yc)))
             if grad:
                 dZ[:, columns] = weights * loss.derivative(Zc, Yc)
         if not grad:
             return value, None, None
-        return value, np.asarray(self.X.T @ dZ).T, dZ.sum(axis=0)
+        XT = self.X.T if self.XT is None else self.XT
+        return value, np.asarray(XT @ dZ).T, dZ.sum(axis=0)
 
     def restrict(self, features: NDArray[np.intp]) -> _RowGroup | _GramGroup | _BatchedGram:
         """The columns ``features``; squared-loss tasks through Gram matrices when these are the cheaper."""
-        X = _columns(self.X, features)
+        XT = None
+        if sp.issparse(self.X):
+            if self._csc is None:
+                self._csc = self.X.tocsc()
+            columns = self._csc[:, features]
+            X, XT = columns.tocsr(), columns.T  # the transpose of a CSC matrix is CSR: no copy
+        else:
+            X = _columns(self.X, features)
         k = len(features) + 1
         nonzeros = X.nnz if sp.issparse(X) else X.size
         if (any(loss.name != "squared" for loss in self.losses) or k > _GRAM_MAX_FEATURES
                 or k * k > nonzeros + X.shape[0]):
-            return replace(self, X=X)
+            return replace(self, X=X, XT=XT)
         if np.all(self.weights == self.weights[0]):  # every task labelled on every row
             return _GramGroup.build(self.tasks, X, self.Y, self.weights[0])
         parts = []

@@ -14,7 +14,8 @@ each part's ``alpha``. So the solver (as celer and skglm do, Massias et al., 201
    norm;
 4. stops when that violation is at most ``tol`` times the full solver's scale and the restricted solve met
    ``tol``: the full solver's own stopping test then holds on every feature, so both stop at the same
-   accuracy. Otherwise ``k`` doubles (at least twice the number of nonzero features) and it goes on.
+   accuracy. Otherwise, if the violation is above ``tol``, ``k`` doubles (at least twice the number of
+   nonzero features) and the set is chosen again; if not, the same set is solved to ``tol``.
 
 Stopping rule. The backend gives the loss and its gradient in ``(W, b)``, not the per-row dual variables a
 duality gap needs for every loss (squared, logistic, squared hinge, missing labels), so the rule is the
@@ -87,13 +88,16 @@ def working_set_fista(backend: Backend, penalty: Blocks, coef: Array, intercept:
     size = min(n_features, _FIRST)
     history: list[float] = []
     n_iter, converged = 0, False
+    features = np.empty(0, dtype=np.intp)
     while n_iter < max_iter:
         inner_tol = max(tol, _INNER * violation)
-        active = np.any(V != 0, axis=(0, 1))
-        size = min(n_features, max(size, 2 * int(active.sum())))
-        scores = feature_scores(penalty, G)
-        scores[active] = np.inf
-        features = np.sort(np.argpartition(-scores, size - 1)[:size]) if size < n_features else np.arange(n_features)
+        if violation > tol or not len(features):  # otherwise the set stays: only the inner tolerance tightens
+            active = np.any(V != 0, axis=(0, 1))
+            size = min(n_features, max(size, 2 * int(active.sum())))
+            scores = feature_scores(penalty, G)
+            scores[active] = np.inf
+            features = (np.sort(np.argpartition(-scores, size - 1)[:size]) if size < n_features
+                        else np.arange(n_features))
         sub = restricted(full, features)
         result = fista(sub, penalty, V[:, :, features], b, fit_intercept=fit_intercept, tol=inner_tol,
                        max_iter=max_iter - n_iter, scale=scale)
