@@ -45,7 +45,11 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
-from linear_common import REPO, machine, write_subsection  # noqa: E402
+
+try:  # run as a script from benchmarks/, or as a module (python -m benchmarks.linear_working_set)
+    from linear_common import REPO, machine, write_subsection
+except ModuleNotFoundError:
+    from benchmarks.linear_common import REPO, machine, write_subsection
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 
 from multitask.linear import L21, Dirty, Lasso  # noqa: E402
