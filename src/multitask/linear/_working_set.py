@@ -111,7 +111,7 @@ def working_set_fista(backend: Backend, penalty: Blocks, coef: Array, intercept:
         outside[features] = False
         violation = _violation(penalty, G[:, outside]) / scale if scale > 0 else 0.0
         logger.debug("working set of %d features: %d iterations, violation outside %.3g (inner tol %.3g)",
-                     size, result.n_iter, violation, inner_tol)
+                     len(features), result.n_iter, violation, inner_tol)
         if violation <= tol and result.converged and inner_tol <= tol:
             converged = True
             break
