@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, tuple[list[str], bool]] = {
     "torch_threads": (["benchmarks.torch_threads"], False),
     "linear_timing": (["benchmarks.linear_timing"], False),
     "linear_school": (["benchmarks.linear_school"], True),
+    "linear_working_set": (["benchmarks.linear_working_set", "--problems", "tall", "--no-peer"], False),
     "deep_school": (["benchmarks.deep_mtl_vs_stl", "school"], True),
     "deep_census": (["benchmarks.deep_mtl_vs_stl", "census"], True),
     "compare_school": (["benchmarks.compare", "school"], True),

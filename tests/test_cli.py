@@ -167,6 +167,8 @@ def test_linear_models_share_the_data_forms_baselines_and_metrics(long_csv: Path
     # the data are linear with little noise: a linear model fits them well
     assert metrics["mean"]["r2"] > 0.8
     assert (out / "linear.npz").is_file() and (out / "baseline" / "stl" / "000-g0" / "linear.npz").is_file()
+    with np.load(out / "linear.npz") as saved:  # what the solver did is saved with the model
+        assert int(saved["n_passes"]) >= int(saved["n_iter"]) > 0 and int(saved["n_restricted_passes"]) >= 0
     pred = tmp_path / "pred.csv"
     assert main(["predict", "--run", str(out), "--data", str(long_csv), "--output", str(pred)]) == 0
     assert pd.read_csv(pred)["prediction"].notna().all()

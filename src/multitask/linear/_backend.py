@@ -4,12 +4,17 @@ A backend answers ``loss_and_grad(W, b) -> (value, grad_W, grad_b)`` for ``W`` o
 ``(n_tasks, n_features)`` and intercepts ``b`` of shape ``(n_tasks,)``; the solver sees nothing else of the
 data. :class:`ArrayBackend` holds NumPy / SciPy arrays in memory; a distributed backend would sum the same
 quantities over partitions.
+
+A backend may also answer ``restrict(features)``: the backend of the same rows and targets on the columns
+``features`` of ``X`` only, whose evaluations cost a fraction of a full one (what a working-set solver runs
+its inner solves on). :func:`restricted` gives it for any backend: the backend's own when it has one,
+otherwise evaluations of the full backend with the other columns of ``W`` at zero (each one a full pass).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -45,18 +50,67 @@ class _RowGroup:
     Y: Array
     weights: Array
     losses: Sequence[Loss]
+    #: ``Xᵀ`` in row-major form when kept (a restricted group's, sliced from the columns of ``X``)
+    XT: Matrix | None = None
+    #: the columns of each loss: a slice when one loss serves all, so no column is copied
+    by_loss: list[tuple[Loss, slice | NDArray[np.intp]]] = field(init=False, repr=False)
+    #: the weights as one row when every row has the same (no missing label)
+    row_weights: Array | None = field(init=False, repr=False)
+    #: ``X`` by columns, kept once a working set has sliced it
+    _csc: Matrix | None = field(init=False, repr=False, default=None)
+
+    def __post_init__(self) -> None:
+        names = [loss.name for loss in self.losses]
+        if len(set(names)) <= 1:
+            self.by_loss = [(self.losses[0], slice(None))] if names else []
+        else:
+            self.by_loss = [(loss, np.flatnonzero(np.array(names) == loss.name))
+                            for loss in {loss.name: loss for loss in self.losses}.values()]
+        uniform = len(self.weights) > 0 and bool(np.all(self.weights == self.weights[0]))
+        self.row_weights = self.weights[0].copy() if uniform else None
 
     def evaluate(self, W: Array, b: Array, grad: bool) -> tuple[float, Array | None, Array | None]:
         Z = np.asarray(self.X @ W[self.tasks].T) + b[self.tasks]
         value = 0.0
         dZ = np.empty_like(Z) if grad else Z
-        for j, loss in enumerate(self.losses):
-            value += float(self.weights[:, j] @ loss.values(Z[:, j], self.Y[:, j]))
+        for loss, columns in self.by_loss:
+            Zc, Yc = Z[:, columns], self.Y[:, columns]
+            if self.row_weights is not None:
+                weights = self.row_weights[columns]
+                value += float(loss.values(Zc, Yc).sum(axis=0) @ weights)
+            else:
+                weights = self.weights[:, columns]
+                value += float(np.vdot(weights, loss.values(Zc, Yc)))
             if grad:
-                dZ[:, j] = self.weights[:, j] * loss.derivative(Z[:, j], self.Y[:, j])
+                dZ[:, columns] = weights * loss.derivative(Zc, Yc)
         if not grad:
             return value, None, None
-        return value, np.asarray(self.X.T @ dZ).T, dZ.sum(axis=0)
+        XT = self.X.T if self.XT is None else self.XT
+        return value, np.asarray(XT @ dZ).T, dZ.sum(axis=0)
+
+    def restrict(self, features: NDArray[np.intp]) -> _RowGroup | _GramGroup | _BatchedGram:
+        """The columns ``features``; squared-loss tasks through Gram matrices when these are the cheaper."""
+        XT = None
+        if sp.issparse(self.X):
+            if self._csc is None:
+                self._csc = self.X.tocsc()
+            columns = self._csc[:, features]
+            X, XT = columns.tocsr(), columns.T  # the transpose of a CSC matrix is CSR: no copy
+        else:
+            X = _columns(self.X, features)
+        k = len(features) + 1
+        nonzeros = X.nnz if sp.issparse(X) else X.size
+        if (any(loss.name != "squared" for loss in self.losses) or k > _GRAM_MAX_FEATURES
+                or k * k > nonzeros + X.shape[0]):
+            return replace(self, X=X, XT=XT)
+        if np.all(self.weights == self.weights[0]):  # every task labelled on every row
+            return _GramGroup.build(self.tasks, X, self.Y, self.weights[0])
+        parts = []
+        for j, t in enumerate(self.tasks):
+            rows = np.flatnonzero(self.weights[:, j] > 0)
+            parts.append(_GramGroup.build(np.array([t]), X[rows], self.Y[rows, j:j + 1], self.weights[rows[:1], j]))
+        return _BatchedGram(self.tasks, np.stack([g.gram for g in parts]), np.vstack([g.cross for g in parts]),
+                            np.concatenate([g.yy for g in parts]), np.concatenate([g.weights for g in parts]))
 
 
 @dataclass
@@ -90,6 +144,10 @@ class _GramGroup:
         G = self.weights[:, None] * (GV - self.cross)
         return value, G[:, :-1], G[:, -1]
 
+    def restrict(self, features: NDArray[np.intp]) -> _GramGroup:
+        keep = np.append(features, self.gram.shape[-1] - 1)  # and the intercept's column
+        return replace(self, gram=self.gram[np.ix_(keep, keep)], cross=self.cross[:, keep])
+
 
 @dataclass
 class _BatchedGram:
@@ -110,6 +168,10 @@ class _BatchedGram:
             return value, None, None
         G = self.weights[:, None] * (GV - self.cross)
         return value, G[:, :-1], G[:, -1]
+
+    def restrict(self, features: NDArray[np.intp]) -> _BatchedGram:
+        keep = np.append(features, self.gram.shape[-1] - 1)
+        return replace(self, gram=self.gram[:, keep[:, None], keep[None, :]], cross=self.cross[:, keep])
 
 
 @dataclass
@@ -143,6 +205,80 @@ class _LongGroup:
         grad_W = self.indicator @ scaled
         return value, np.asarray(grad_W.todense() if sp.issparse(grad_W) else grad_W), self.indicator @ dz
 
+    def restrict(self, features: NDArray[np.intp]) -> _LongGroup:
+        return replace(self, X=_columns(self.X, features))
+
+
+def _columns(X: Matrix, features: NDArray[np.intp]) -> Matrix:
+    """The columns ``features`` of ``X``, in the same format (CSR stays CSR)."""
+    if sp.issparse(X):
+        return X.tocsc()[:, features].tocsr()
+    return np.ascontiguousarray(X[:, features])
+
+
+class _Embedded:
+    """The backend of the columns ``features`` through the full backend: other columns of ``W`` at zero."""
+
+    def __init__(self, backend: Backend, features: NDArray[np.intp]) -> None:
+        self.backend, self.features = backend, features
+        self.n_tasks, self.n_features = backend.n_tasks, len(features)
+
+    def _full(self, W: Array) -> Array:
+        full = np.zeros((W.shape[0], self.backend.n_features))
+        full[:, self.features] = W
+        return full
+
+    def loss(self, W: Array, b: Array) -> float:
+        return self.backend.loss(self._full(W), b)
+
+    def loss_and_grad(self, W: Array, b: Array) -> tuple[float, Array, Array]:
+        value, grad_W, grad_b = self.backend.loss_and_grad(self._full(W), b)
+        return value, grad_W[:, self.features], grad_b
+
+
+def can_restrict(backend: Backend) -> bool:
+    """Whether ``backend`` has a ``restrict`` of its own (cheaper than a full pass)."""
+    return callable(getattr(backend, "restrict", None)) and bool(getattr(backend, "can_restrict", True))
+
+
+def restricted(backend: Backend, features: NDArray[np.intp]) -> Backend:
+    """The backend of the columns ``features``: the backend's own ``restrict`` if it has one, else through it."""
+    if can_restrict(backend):
+        return backend.restrict(features)  # type: ignore[attr-defined]
+    return _Embedded(backend, features)
+
+
+class Counted:
+    """A backend that counts its evaluations: ``passes`` over all the data, ``restricted_passes`` over the
+    columns of a working set only (evaluations of its :meth:`restrict`; through the full backend, when that
+    has no ``restrict`` of its own, they are full passes and counted as such)."""
+
+    def __init__(self, backend: Backend, parent: Counted | None = None) -> None:
+        self.backend, self.parent = backend, parent
+        self.n_tasks, self.n_features = backend.n_tasks, backend.n_features
+        self.work = float(getattr(backend, "work", float("inf")))
+        self.passes = self.restricted_passes = 0
+        self.can_restrict = can_restrict(backend)
+
+    def _count(self) -> None:
+        if self.parent is None:
+            self.passes += 1
+        else:
+            self.parent.restricted_passes += 1
+
+    def loss(self, W: Array, b: Array) -> float:
+        self._count()
+        return self.backend.loss(W, b)
+
+    def loss_and_grad(self, W: Array, b: Array) -> tuple[float, Array, Array]:
+        self._count()
+        return self.backend.loss_and_grad(W, b)
+
+    def restrict(self, features: NDArray[np.intp]) -> Backend:
+        if self.can_restrict:
+            return Counted(restricted(self.backend, features), self if self.parent is None else self.parent)
+        return _Embedded(self, features)
+
 
 class Centered:
     """The backend of ``X - 1 meanᵀ`` given the backend of ``X``: ``z = x·w + (b - mean·w)``.
@@ -155,6 +291,8 @@ class Centered:
         self.backend, self.mean = backend, mean
         self.n_tasks, self.n_features = backend.n_tasks, backend.n_features
         self.work = float(getattr(backend, "work", float("inf")))
+        #: whether :meth:`restrict` is cheaper than a full pass (the wrapped backend has its own)
+        self.can_restrict = can_restrict(backend)
 
     def loss(self, W: Array, b: Array) -> float:
         return self.backend.loss(W, b - W @ self.mean)
@@ -162,6 +300,9 @@ class Centered:
     def loss_and_grad(self, W: Array, b: Array) -> tuple[float, Array, Array]:
         value, grad_W, grad_b = self.backend.loss_and_grad(W, b - W @ self.mean)
         return value, grad_W - np.outer(grad_b, self.mean), grad_b
+
+    def restrict(self, features: NDArray[np.intp]) -> Backend:
+        return Centered(restricted(self.backend, features), self.mean[features])
 
 
 def _work(group: _RowGroup | _GramGroup | _BatchedGram | _LongGroup, n_features: int) -> float:
@@ -244,6 +385,15 @@ class ArrayBackend:
                                  shape=(len(members), len(owner)))
         return _LongGroup(np.asarray(members, dtype=np.intp), X[all_rows], owner,
                           np.concatenate([targets[t] for t in members]), weights, by_loss, indicator)
+
+    def restrict(self, features: NDArray[np.intp]) -> ArrayBackend:
+        """The same rows and targets on the columns ``features`` of ``X``."""
+        features = np.asarray(features, dtype=np.intp)
+        out = object.__new__(ArrayBackend)
+        out.n_tasks, out.n_features = self.n_tasks, len(features)
+        out._groups = [group.restrict(features) for group in self._groups]
+        out.work = sum(_work(group, out.n_features) for group in out._groups)
+        return out
 
     def loss(self, W: Array, b: Array) -> float:
         return sum(group.evaluate(W, b, grad=False)[0] for group in self._groups)

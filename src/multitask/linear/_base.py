@@ -24,16 +24,21 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
 from multitask.errors import ConfigError, DataError
-from multitask.linear._backend import ArrayBackend, Backend, Centered
+from multitask.linear._backend import ArrayBackend, Backend, Centered, Counted, can_restrict
 from multitask.linear._data import TaskTargets, encode_binary, resolve_losses, split_targets, task_index
 from multitask.linear._losses import Loss, get_loss
 from multitask.linear._penalties import Penalty
 from multitask.linear._scale import ScaleInputs
 from multitask.linear._solver import DivergedError, SolverResult, fista
+from multitask.linear._working_set import applies, working_set_fista
 
 Array = NDArray[np.float64]
 #: below this many multiply-adds per loss evaluation the solver runs BLAS on one thread
 _SMALL_WORK = 2e7
+#: ``working_set="auto"`` uses a working set from this many features, on backends that can restrict their
+#: columns (measured: docs/benchmarks.md, "Working sets: when working_set="auto" switches on")
+WORKING_SET_MIN_FEATURES = 500
+WORKING_SET_CHOICES = (True, False, "auto")
 
 
 def _loss_names(loss: object) -> list[str]:
@@ -85,6 +90,8 @@ class LinearMTL(BaseEstimator):
     tol: float
     max_iter: int
     warm_start: bool
+    #: formulations whose penalty is a sum over features take ``working_set`` in ``__init__``
+    working_set: bool | str = False
 
     # ---- the search space ------------------------------------------------------------------------------
     @classmethod
@@ -135,8 +142,17 @@ class LinearMTL(BaseEstimator):
         raise NotImplementedError
 
     def _solve(self, backend: Backend, coef: Array, intercept: Array) -> SolverResult:
-        return fista(backend, self._penalty(backend.n_tasks), coef, intercept, fit_intercept=self.fit_intercept,
-                     tol=self.tol, max_iter=self.max_iter)
+        penalty = self._penalty(backend.n_tasks)
+        ws = self.working_set
+        if isinstance(ws, str):  # "auto"
+            on = backend.n_features >= WORKING_SET_MIN_FEATURES and can_restrict(backend)
+        else:
+            on = bool(ws)
+        if on and applies(penalty):
+            return working_set_fista(backend, penalty, coef, intercept,  # type: ignore[arg-type]
+                                     fit_intercept=self.fit_intercept, tol=self.tol, max_iter=self.max_iter)
+        return fista(backend, penalty, coef, intercept, fit_intercept=self.fit_intercept, tol=self.tol,
+                     max_iter=self.max_iter)
 
     def _set_parts(self, coef: Array) -> None:
         """Store the parts of a decomposed W under their names (nothing for a single part)."""
@@ -153,6 +169,8 @@ class LinearMTL(BaseEstimator):
         for name in ("fit_intercept", "warm_start"):
             if not isinstance(getattr(self, name), bool | np.bool_):
                 raise ConfigError(f"{name}: must be true or false, got {getattr(self, name)!r}")
+        if not (isinstance(self.working_set, bool | np.bool_) or self.working_set == "auto"):
+            raise ConfigError(f"working_set: must be true, false or 'auto', got {self.working_set!r}")
 
     # ---- fit --------------------------------------------------------------------------------------------
     def fit(self, X: Any, y: Any, tasks: Any = None) -> LinearMTL:
@@ -185,8 +203,9 @@ class LinearMTL(BaseEstimator):
                 coef0, intercept0 = np.zeros(shape), self._initial_intercept(targets, losses)
             # small evaluations run faster on one BLAS thread (threads cost more than they save, worse when busy)
             small = getattr(backend, "work", float("inf")) < _SMALL_WORK
+            counted = Counted(backend)
             with threadpool_limits(limits=1, user_api="blas") if small else nullcontext():
-                result = self._solve(backend, coef0, intercept0)
+                result = self._solve(counted, coef0, intercept0)
             result.intercept = result.intercept - result.coef.sum(axis=0) @ mean
         if not (np.isfinite(result.coef).all() and np.isfinite(result.intercept).all()):
             raise DivergedError("the fitted coefficients are")
@@ -202,6 +221,8 @@ class LinearMTL(BaseEstimator):
         self.losses_ = [loss.name for loss in losses]
         self.task_classes_ = classes
         self.n_iter_ = result.n_iter
+        self.n_passes_ = counted.passes
+        self.n_restricted_passes_ = counted.restricted_passes
         self.objective_ = np.asarray(result.objective)
         self._set_parts(result.coef)
         return self

@@ -43,6 +43,10 @@ class IndependentLinear(LinearMTL):
     task_classes_ : list of (ndarray of shape (2,) or None)
         The two classes of each classification task (mapped to 0/1), None for regression tasks.
     n_iter_ : int
+    n_passes_ : int
+        Evaluations of the loss over all the data (each a pass over X: a job on a cluster).
+    n_restricted_passes_ : int
+        Evaluations over the columns of a working set only (0 without one).
     objective_ : ndarray
         Objective value after each accepted solver iteration.
     """

@@ -2,7 +2,9 @@
 
 ``prox(V, step) = argmin_W Ω(W) + ||W - V||_F^2 / (2 step)``. Every penalty here has an exact proximal
 operator. The norms also give ``dual_norm(G)``: for ``G`` the loss gradient at ``W = 0``, ``W = 0`` is optimal
-exactly when ``alpha >= dual_norm(G)``. Decomposed models (``W = P + Q``) stack their parts as ``(n_blocks, n_tasks, n_features)`` and
+exactly when ``alpha >= dual_norm(G)``. Norms that are sums over features (ℓ1, ℓ2,1, ℓ1,∞) also give
+``feature_dual_norms(G)``, the dual norm of each feature's column: feature ``j`` can stay at 0 exactly when
+it is at most ``alpha`` (what a working set ranks features by). Decomposed models (``W = P + Q``) stack their parts as ``(n_blocks, n_tasks, n_features)`` and
 use :class:`Blocks`, which applies one penalty per part.
 """
 
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -24,6 +26,19 @@ class Penalty(Protocol):
     def value(self, W: Array) -> float: ...
 
     def prox(self, W: Array, step: float) -> Array: ...
+
+
+@runtime_checkable
+class FeatureNorm(Protocol):
+    """A norm ``alpha * sum_j N(W_{:, j})``, a sum over features, with the dual norm of each column."""
+
+    alpha: float
+
+    def value(self, W: Array) -> float: ...
+
+    def prox(self, W: Array, step: float) -> Array: ...
+
+    def feature_dual_norms(self, G: Array) -> Array: ...
 
 
 @dataclass(frozen=True)
@@ -53,6 +68,10 @@ class L1Norm:
         """max_tj |G_tj|."""
         return float(np.abs(G).max()) if G.size else 0.0
 
+    def feature_dual_norms(self, G: Array) -> Array:
+        """max_t |G_tj| for each feature j."""
+        return np.abs(G).max(axis=0)
+
 
 @dataclass(frozen=True)
 class GroupNorm:
@@ -76,6 +95,12 @@ class GroupNorm:
     def dual_norm(self, G: Array) -> float:
         """The largest group norm of ``G``."""
         return float(np.linalg.norm(G, axis=self._axis).max()) if G.size else 0.0
+
+    def feature_dual_norms(self, G: Array) -> Array:
+        """||G_{:, j}||_2 for each feature j (groups ``"features"`` only: the norm is then a sum over features)."""
+        if self.groups != "features":
+            raise ValueError("a norm with task groups is not a sum over features")
+        return np.linalg.norm(G, axis=0)
 
 
 def project_l1_ball(V: Array, radius: float) -> Array:
@@ -110,6 +135,10 @@ class L1InfNorm:
     def dual_norm(self, G: Array) -> float:
         """max_j sum_t |G_tj| (ℓ∞,1)."""
         return float(np.abs(G).sum(axis=0).max()) if G.size else 0.0
+
+    def feature_dual_norms(self, G: Array) -> Array:
+        """sum_t |G_tj| for each feature j."""
+        return np.abs(G).sum(axis=0)
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,9 @@ class DivergedError(DataError):
 
 @dataclass
 class SolverResult:
-    """Solution ``coef`` (n_blocks, n_tasks, n_features), ``intercept``, iterations, objective history."""
+    """Solution ``coef`` (n_blocks, n_tasks, n_features), ``intercept``, iterations, objective history.
+
+    """
 
     coef: Array
     intercept: Array
@@ -68,9 +70,18 @@ def _initial_lipschitz(backend: Backend, V: Array, b: Array, gV: Array, gb: Arra
     return max(math.sqrt(diff) / (eps * norm), 1e-12)
 
 
+def gradient_scale(backend: Backend, n_blocks: int, intercept: Array, fit_intercept: bool) -> float:
+    """The scale of the stopping test: the norm of the loss gradient at ``W = 0`` (one pass)."""
+    _, g0_W, g0_b = backend.loss_and_grad(np.zeros((backend.n_tasks, backend.n_features)), intercept)
+    return math.sqrt(n_blocks * float(np.sum(g0_W * g0_W)) + (float(np.sum(g0_b * g0_b)) if fit_intercept else 0.0))
+
+
 def fista(backend: Backend, penalty: Penalty, coef: Array, intercept: Array, *, fit_intercept: bool = True,
-          tol: float = 1e-5, max_iter: int = 1000) -> SolverResult:
-    """Minimize ``backend(sum(coef), intercept) + penalty(coef)`` from the given starting point."""
+          tol: float = 1e-5, max_iter: int = 1000, scale: float | None = None) -> SolverResult:
+    """Minimize ``backend(sum(coef), intercept) + penalty(coef)`` from the given starting point.
+
+    ``scale`` (default: measured here) is the norm the stopping test's ``tol`` is relative to.
+    """
     x_V = penalty.prox(np.asarray(coef, dtype=float), 0.0) if coef.size else coef
     x_b = np.asarray(intercept, dtype=float).copy()
     f_x, gW, g_b = backend.loss_and_grad(x_V.sum(axis=0), x_b)
@@ -86,8 +97,10 @@ def fista(backend: Backend, penalty: Penalty, coef: Array, intercept: Array, *, 
         raise DivergedError("the loss's curvature")
     y_V, y_b, f_y, t = x_V, x_b, f_x, 1.0
     # the scale of the stopping test: the loss gradient at W = 0, so warm starts stop at the same accuracy
-    _, g0_W, g0_b = backend.loss_and_grad(np.zeros(x_V.shape[1:]), x_b) if np.any(x_V) else (0.0, gW, g_b)
-    scale = math.sqrt(x_V.shape[0] * float(np.sum(g0_W * g0_W)) + (float(np.sum(g0_b * g0_b)) if fit_intercept else 0.0))
+    if scale is None and np.any(x_V):
+        scale = gradient_scale(backend, x_V.shape[0], x_b, fit_intercept)
+    elif scale is None:
+        scale = math.sqrt(x_V.shape[0] * float(np.sum(gW * gW)) + (float(np.sum(g_b * g_b)) if fit_intercept else 0.0))
     n_iter, converged = 0, False
     for n_iter in range(1, max_iter + 1):  # noqa: B007 - n_iter is reported
         L *= 0.9

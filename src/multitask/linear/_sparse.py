@@ -24,6 +24,11 @@ class Lasso(LinearMTL):
         ``"squared"``, ``"logistic"`` or ``"squared_hinge"``: one for all tasks, one per task, or ``{task: name}``.
     fit_intercept, tol, max_iter, warm_start
         As in :class:`IndependentLinear`.
+    working_set : bool or "auto", default="auto"
+        Solve on working sets of features, grown until the zeros of the others are optimal (see
+        :mod:`multitask.linear._working_set`): the same solution in fewer passes over the data when many
+        features end at zero. ``"auto"``: from 500 features on, when the data's backend can restrict its
+        columns (in memory it can).
 
     Attributes are those of :class:`IndependentLinear`.
     """
@@ -32,13 +37,15 @@ class Lasso(LinearMTL):
     param_grid: ClassVar[dict[str, tuple[float, ...]]] = {"alpha": NORM_GRID}
 
     def __init__(self, alpha: float = 1e-2, *, loss: Any = "squared", fit_intercept: bool = True,
-                 tol: float = 1e-5, max_iter: int = 5000, warm_start: bool = False) -> None:
+                 tol: float = 1e-5, max_iter: int = 5000, warm_start: bool = False,
+                 working_set: bool | str = "auto") -> None:
         self.alpha = alpha
         self.loss = loss
         self.fit_intercept = fit_intercept
         self.tol = tol
         self.max_iter = max_iter
         self.warm_start = warm_start
+        self.working_set = working_set
 
     def _penalty(self, n_tasks: int) -> Penalty:
         return Blocks([L1Norm(self.alpha)])
@@ -62,6 +69,11 @@ class L21(LinearMTL):
         ``"squared"``, ``"logistic"`` or ``"squared_hinge"``: one for all tasks, one per task, or ``{task: name}``.
     fit_intercept, tol, max_iter, warm_start
         As in :class:`IndependentLinear`.
+    working_set : bool or "auto", default="auto"
+        Solve on working sets of features, grown until the zeros of the others are optimal (see
+        :mod:`multitask.linear._working_set`): the same solution in fewer passes over the data when many
+        features end at zero. ``"auto"``: from 500 features on, when the data's backend can restrict its
+        columns (in memory it can).
 
     Attributes are those of :class:`IndependentLinear`.
     """
@@ -70,13 +82,15 @@ class L21(LinearMTL):
     param_grid: ClassVar[dict[str, tuple[float, ...]]] = {"alpha": NORM_GRID}
 
     def __init__(self, alpha: float = 1e-2, *, loss: Any = "squared", fit_intercept: bool = True,
-                 tol: float = 1e-5, max_iter: int = 5000, warm_start: bool = False) -> None:
+                 tol: float = 1e-5, max_iter: int = 5000, warm_start: bool = False,
+                 working_set: bool | str = "auto") -> None:
         self.alpha = alpha
         self.loss = loss
         self.fit_intercept = fit_intercept
         self.tol = tol
         self.max_iter = max_iter
         self.warm_start = warm_start
+        self.working_set = working_set
 
     def _penalty(self, n_tasks: int) -> Penalty:
         return Blocks([GroupNorm(self.alpha, "features")])
@@ -102,6 +116,11 @@ class Dirty(LinearMTL):
         ``"squared"``, ``"logistic"`` or ``"squared_hinge"``: one for all tasks, one per task, or ``{task: name}``.
     fit_intercept, tol, max_iter, warm_start
         As in :class:`IndependentLinear`.
+    working_set : bool or "auto", default="auto"
+        Solve on working sets of features, grown until the zeros of the others are optimal (see
+        :mod:`multitask.linear._working_set`): the same solution in fewer passes over the data when many
+        features end at zero. ``"auto"``: from 500 features on, when the data's backend can restrict its
+        columns (in memory it can).
 
     Attributes
     ----------
@@ -118,7 +137,7 @@ class Dirty(LinearMTL):
 
     def __init__(self, alpha_sparse: float = 1e-2, alpha_group: float = 1e-2, *, loss: Any = "squared",
                  fit_intercept: bool = True, tol: float = 1e-5, max_iter: int = 5000,
-                 warm_start: bool = False) -> None:
+                 warm_start: bool = False, working_set: bool | str = "auto") -> None:
         self.alpha_sparse = alpha_sparse
         self.alpha_group = alpha_group
         self.loss = loss
@@ -126,6 +145,7 @@ class Dirty(LinearMTL):
         self.tol = tol
         self.max_iter = max_iter
         self.warm_start = warm_start
+        self.working_set = working_set
 
     def _penalty(self, n_tasks: int) -> Penalty:
         return Blocks([L1Norm(self.alpha_sparse), L1InfNorm(self.alpha_group)])

@@ -2,7 +2,9 @@
 
 Regression tasks use the squared loss (on standardized targets), binary tasks the logistic loss; other
 kinds are not linear-model tasks. The fitted model is saved as ``linear.npz`` (coefficients, intercepts and
-losses; loaded without pickle). A task's prediction is ``x·w_t + b_t``, passed through the logistic
+losses; loaded without pickle), with what the solver did: ``n_iter``, ``n_passes`` (evaluations of the loss
+over all the training data, one job each on a cluster) and ``n_restricted_passes`` (over a working set's
+columns only), also logged at INFO level. A task's prediction is ``x·w_t + b_t``, passed through the logistic
 function for classification losses: a probability for the logistic loss; for ``squared_hinge`` (chosen with
 ``model_options: {loss: squared_hinge}``) a monotone score in (0, 1), not a calibrated probability, whose
 0.5 threshold is the hinge model's decision.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import io
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -32,7 +35,10 @@ if TYPE_CHECKING:
 
     from multitask.config import RunConfig
 
+log = logging.getLogger(__name__)
 KIND_LOSS = {"regression": "squared", "binary": "logistic"}
+#: what the solver did in the final fit, saved with the model
+SOLVER_INFO = ("n_iter", "n_passes", "n_restricted_passes")
 #: ``model_options: {strength_units: scale}`` reads every regularization strength given as a multiple of the
 #: strength at which its penalty reaches its limit on the training data (what ``--search`` samples)
 STRENGTH_UNITS = ("absolute", "scale")
@@ -143,6 +149,9 @@ class Linear:
         self.coef_ = np.asarray(est.coef_, dtype=np.float64)
         self.intercept_ = np.asarray(est.intercept_, dtype=np.float64)
         self.tasks_ = list(tasks)
+        self.solver_ = {name: int(getattr(est, f"{name}_", -1)) for name in SOLVER_INFO}
+        log.info("%s: %d solver iterations, %d passes over the data (+ %d over working sets)", self.name,
+                 *self.solver_.values())
         return self
 
     def predict(self, data: Arrays) -> Predictions:
@@ -158,7 +167,9 @@ class Linear:
         if not is_main_process():
             return
         buf = io.BytesIO()
-        np.savez(buf, coef=self.coef_, intercept=self.intercept_, losses=np.asarray(self.losses_))
+        arrays: dict[str, Any] = {"coef": self.coef_, "intercept": self.intercept_, "losses": np.asarray(self.losses_),
+                                  **{name: np.asarray(value) for name, value in getattr(self, "solver_", {}).items()}}
+        np.savez(buf, **arrays)
         atomic_write(run_dir / LINEAR_FILE, lambda f: f.write(buf.getvalue()))
 
     @classmethod
@@ -167,6 +178,7 @@ class Linear:
         try:
             with np.load(path, allow_pickle=False) as f:
                 coef, intercept, losses = f["coef"], f["intercept"], [str(s) for s in f["losses"]]
+                solver = {name: int(f[name]) for name in SOLVER_INFO if name in f}
         except FileNotFoundError:
             raise CheckpointError(f"{path}: no such file (the run has no linear model)") from None
         except (OSError, ValueError, KeyError) as e:
@@ -178,6 +190,7 @@ class Linear:
             )
         model = cls(name)
         model.coef_, model.intercept_, model.losses_, model.tasks_ = coef, intercept, losses, list(tasks)
+        model.solver_ = solver
         return model
 
     @classmethod
