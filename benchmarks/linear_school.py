@@ -20,7 +20,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from linear_common import DEFAULT_DATA, machine, write_subsection
+
+try:  # run as `python -m benchmarks.linear_school` or from benchmarks/
+    from benchmarks.linear_common import DEFAULT_DATA, machine, write_subsection
+except ImportError:
+    from linear_common import DEFAULT_DATA, machine, write_subsection  # type: ignore[no-redef]
 
 from multitask.linear import (
     L21,

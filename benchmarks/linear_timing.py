@@ -19,7 +19,11 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from linear_common import machine, write_subsection
+
+try:  # run as `python -m benchmarks.linear_timing` or from benchmarks/
+    from benchmarks.linear_common import machine, write_subsection
+except ImportError:
+    from linear_common import machine, write_subsection  # type: ignore[no-redef]
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import MultiTaskLasso
 
