@@ -40,6 +40,7 @@ BENCHMARKS: dict[str, tuple[list[str], bool]] = {
     "architectures_multimnist": (["benchmarks.architectures_multimnist"], True),
     "categorical_embeddings": (["benchmarks.categorical_embeddings"], True),
     "recommender": (["benchmarks.recommender"], False),
+    "report_school": (["benchmarks.report_time"], True),
 }
 
 
