@@ -2,7 +2,7 @@
 
     python -m benchmarks.report_time [--run DIR] [--repeats 3]
 
-Trains, once, a School run into ``benchmarks/results/report_school/run`` (hard-sharing, 5 epochs, DWA
+Trains, once, a School run into ``runs/report_school/run`` (hard-sharing, 5 epochs, DWA
 weights, the pooled baseline; ``--run`` reuses any finished run instead), then writes its report with the
 default ``--max-tasks 36`` and with ``--max-tasks 0`` (all 139 tasks' learning curves and predicted-against-true
 panels) ``repeats`` times each in this process, and once as a fresh ``multitask report`` command (which adds
@@ -23,7 +23,7 @@ from multitask.cli import main as cli
 from multitask.report import write_report
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results" / "report_school"
+RESULTS = REPO / "runs" / "report_school"  # runs/ is not version-controlled
 TRAIN = ["train", "--dataset", "school", "--epochs", "5", "--balancer", "dwa", "--baseline", "pooled",
          "--threads", "1", "--quiet"]
 

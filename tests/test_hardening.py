@@ -316,8 +316,8 @@ def test_overwrite_replaces_the_run_whole(tmp_path: Path, data: Path) -> None:
     assert o.code == 0, o.err
     metrics = assert_complete_run(out)
     assert set(metrics["tasks"]) == {"y1"} and metrics["baselines"] == {}
-    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "linear.npz", "metrics.json",
-                                                      "preprocessing.json", "run.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "eval_predictions.npz", "linear.npz",
+                                                      "metrics.json", "preprocessing.json", "run.json"]
 
 
 def test_predict_output_ending_in_a_slash_is_refused(deep_run: Path, data: Path, tmp_path: Path) -> None:
