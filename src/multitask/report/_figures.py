@@ -163,7 +163,9 @@ def predicted_vs_true(tasks: Sequence[TaskPredictions]) -> bytes:
     def draw(ax: Any, i: int) -> None:
         t = tasks[i]
         rows = _sample(len(t.true))
-        ax.scatter(t.true[rows], t.pred[rows], s=3, alpha=0.4, color=TRAIN, linewidths=0)
+        few = len(rows) <= 300  # few points: bigger and darker, so that they show
+        ax.scatter(t.true[rows], t.pred[rows], s=9 if few else 3, alpha=0.8 if few else 0.35, color=TRAIN,
+                   linewidths=0)
         if len(t.true):
             lo = float(min(t.true.min(), t.pred.min()))
             hi = float(max(t.true.max(), t.pred.max()))
