@@ -133,6 +133,10 @@ def test_bad_report_requests_are_one_line_errors(mixed_run: Path, tmp_path: Path
     assert "does not exist" in error("--run", str(mixed_run), "--output", str(tmp_path / "no" / "r.html"))
     assert "no such folder" in error("--run", str(mixed_run), "--compare", str(tmp_path / "nothing"))
     assert "--max-tasks -1" in error("--run", str(mixed_run), "--max-tasks", "-1")
+    mine = tmp_path / "notes.html"
+    mine.write_text("<html>my notes</html>")
+    assert "not a report" in error("--run", str(mixed_run), "--output", str(mine))
+    assert mine.read_text() == "<html>my notes</html>"
     (tmp_path / "cut").mkdir()
     for name in ("run.json", "metrics.json", "config.yaml"):
         (tmp_path / "cut" / name).write_bytes((mixed_run / name).read_bytes())

@@ -12,6 +12,9 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+#: marks a page as a report, which a later report may replace
+GENERATOR = '<meta name="generator" content="multitask report">'
+
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 1200px;
        padding: 0 1.5em 3em; color: #222; line-height: 1.4; }
@@ -95,7 +98,7 @@ def page(title: str, subtitle: str, sections: Sequence[Section]) -> str:
     nav = " ".join(f'<a href="#{esc(s.id)}">{esc(s.title)}</a>' for s in sections)
     body = "\n".join(s.html() for s in sections)
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">{GENERATOR}"
         f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{esc(title)}</title>"
         f"<style>{STYLE}</style><script>{SCRIPT}</script></head>\n<body>\n<h1>{esc(title)}</h1>\n"
         f"<p class=\"note\">{esc(subtitle)}</p>\n<nav>{nav}</nav>\n{body}\n</body></html>\n"

@@ -28,7 +28,7 @@ from multitask._rundir import RUN_FILE, check_complete, write_text
 from multitask.errors import CheckpointError, ConfigError
 from multitask.evaluate import delta_terms
 from multitask.report import _figures as figs
-from multitask.report._html import Section, details, esc, page, table
+from multitask.report._html import GENERATOR, Section, details, esc, page, table
 from multitask.report._predictions import PREDICTIONS_FILE, TaskPredictions, load_predictions
 from multitask.tasks import Task
 
@@ -70,6 +70,9 @@ def write_report(run_dir: str | Path, output: str | Path | None = None, *,
         raise ConfigError(f"--output {out}: is a folder; give a file name")
     if not out.parent.is_dir():
         raise ConfigError(f"--output {out}: folder {out.parent} does not exist")
+    if out.is_file() and not _is_report(out):
+        raise ConfigError(f"--output {out}: the file exists and is not a report; give a new file name "
+                          "(nothing of yours is overwritten)")
     for name, folder in (("--affinity", affinity_dir), ("--compare", compare_dir)):
         if folder is not None and not Path(folder).is_dir():
             raise ConfigError(f"{name} {folder}: no such folder")
@@ -104,6 +107,15 @@ def write_report(run_dir: str | Path, output: str | Path | None = None, *,
     write_text(out, page(f"multitask report: {run.name or run.resolve().name}", subtitle, sections))
     counts = {s.id: s.figures for s in sections}
     return Report(out, sum(counts.values()), time.perf_counter() - start, counts)
+
+
+def _is_report(path: Path) -> bool:
+    """Whether ``path`` holds a page written by this module (which a new report may replace)."""
+    try:
+        with open(path, "rb") as f:
+            return GENERATOR.encode() in f.read(4096)
+    except OSError:
+        return False
 
 
 def _json(path: Path) -> dict[str, Any]:
