@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test lint typecheck bench clean chromium
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,13 @@ DEMO_ENV := $(if $(MULTITASK_DATA),,$(if $(wildcard $(SHARED_DATA)/census-income
 demo: $(STAMP)
 	$(DEMO_ENV) $(BIN)/multitask demo --overwrite  # runs/demo is the demo's own folder
 
-test: $(STAMP)
+# Headless Chromium renders the HTML report in its test: the Debian package, installed when missing.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+
+test: $(STAMP) chromium
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/pytest -n 2 -q

@@ -47,6 +47,7 @@ BENCHMARKS: dict[str, tuple[list[str], bool]] = {
     "grouping": (["benchmarks.grouping"], True),
     "onnx_export": (["benchmarks.onnx_export"], True),
     "auxiliary": (["benchmarks.auxiliary"], True),
+    "report_school": (["benchmarks.report_time"], True),
 }
 
 

@@ -57,7 +57,7 @@ def test_evaluate_and_predict(wide_csv: Path, tmp_path: Path, capsys: pytest.Cap
     assert train("--data", str(wide_csv), "--task", "y1:regression", "--task", "y2:binary", "--task", "cls:multiclass",
                  "--out", str(out)) == 0
     capsys.readouterr()
-    assert main(["evaluate", "--run", str(out), "--data", str(wide_csv)]) == 0
+    assert main(["evaluate", "--run", str(out), "--data", str(wide_csv), "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert set(metrics) == {"y1", "y2", "cls"}
     new = make_wide(30, seed=5).drop(columns=["y1", "y2", "cls"])

@@ -325,7 +325,9 @@ def write_csv(frame: pd.DataFrame, path: str, sep: str) -> None:
 
 def check_evaluate_and_predict(table: Table, run: str, base: Path, *sep: str) -> None:
     """A finished run evaluates and predicts the file it was trained on (with the same ``--sep``, if any)."""
-    o = cli("evaluate", "--run", run, "--data", "data.csv", *sep)
+    o = cli("evaluate", "--run", run, "--data", "data.csv", *sep)  # the table
+    assert o.code == 0, o.err
+    o = cli("evaluate", "--run", run, "--data", "data.csv", "--json", *sep)
     assert o.code == 0, o.err
     metrics = strict_loads(o.out)
     assert set(metrics) == set(strict_loads(Path(run, "metrics.json").read_text())["tasks"])

@@ -148,7 +148,7 @@ def test_a_300_character_id_trains_and_evaluates(tmp_path: Path) -> None:
     assert_complete_run(out)
     folder = json.loads((out / "run.json").read_text())["task_dirs"][long_id]
     assert len(folder) <= 44 and (out / "baseline" / "stl" / folder / "model.pt").is_file()
-    o = cli("evaluate", "--run", str(out), "--data", str(data))
+    o = cli("evaluate", "--run", str(out), "--data", str(data), "--json")
     assert o.code == 0, o.err
     assert set(strict_loads(o.out)) == {long_id, "b"}
 
@@ -172,7 +172,7 @@ def test_long_form_ids_read_as_floats_train_evaluate_and_predict(tmp_path: Path)
     o = cli("train", "--data", str(data), "--task-column", "task", "--target", "y", "--out", str(out), *DEEP)
     assert o.code == 0, o.err
     assert set(assert_complete_run(out)["tasks"]) == {"1.0", "2.0"}
-    o = cli("evaluate", "--run", str(out), "--data", str(data))
+    o = cli("evaluate", "--run", str(out), "--data", str(data), "--json")
     assert o.code == 0, o.err
     assert set(strict_loads(o.out)) == {"1.0", "2.0"}
     o = cli("predict", "--run", str(out), "--data", str(data), "--output", str(tmp_path / "p.csv"))
@@ -198,7 +198,7 @@ def test_a_name_that_looks_like_markup_is_printed_as_it_is(tmp_path: Path, where
 
 def test_a_data_file_with_an_equals_sign_in_its_name_is_read(linear_run: Path, tmp_path: Path) -> None:
     data = write(table(), tmp_path / "a=b.csv")
-    o = cli("evaluate", "--run", str(linear_run), "--data", str(data))
+    o = cli("evaluate", "--run", str(linear_run), "--data", str(data), "--json")
     assert o.code == 0, o.err
     assert set(strict_loads(o.out)) == {"y1", "y2"}
 
@@ -213,7 +213,7 @@ def test_a_per_task_run_with_an_equals_sign_in_a_task_name_evaluates(tmp_path: P
     with pytest.MonkeyPatch.context() as m:
         m.chdir(tmp_path)
         assert cli("train", "--config", str(config), "--out", str(out), *DEEP).code == 0
-        o = cli("evaluate", "--run", str(out), "--data", "a=b=one.csv", "--data", "c=two.csv")
+        o = cli("evaluate", "--run", str(out), "--data", "a=b=one.csv", "--data", "c=two.csv", "--json")
     assert o.code == 0, o.err
     assert set(strict_loads(o.out)) == {"a=b", "c"}
 
@@ -316,8 +316,8 @@ def test_overwrite_replaces_the_run_whole(tmp_path: Path, data: Path) -> None:
     assert o.code == 0, o.err
     metrics = assert_complete_run(out)
     assert set(metrics["tasks"]) == {"y1"} and metrics["baselines"] == {}
-    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "linear.npz", "metrics.json",
-                                                      "preprocessing.json", "run.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "eval_predictions.npz", "linear.npz",
+                                                      "metrics.json", "preprocessing.json", "run.json"]
 
 
 def test_predict_output_ending_in_a_slash_is_refused(deep_run: Path, data: Path, tmp_path: Path) -> None:

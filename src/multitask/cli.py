@@ -29,6 +29,7 @@ from multitask import (
     _cli_finetune,
     _cli_group,
     _cli_pareto,
+    _cli_report,
     _cli_select,
 )
 from multitask.errors import ConfigError, MultitaskError
@@ -140,11 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--overwrite", action="store_true", default=None, help=_doc("overwrite"))
     r.add_argument("--track", type=_columns, metavar="mlflow,tensorboard", help=_doc("track"))
     r.add_argument("--tracking-uri", metavar="URI", help=_doc("tracking_uri"))
+    r.add_argument("--report", action="store_true", help="also write OUT/report.html (see `multitask report`)")
 
     e = sub.add_parser("evaluate", help="per-task metrics of a trained run on labelled data")
     e.add_argument("--run", required=True, help="run directory written by `multitask train`")
     e.add_argument("--data", required=True, action="append", help="FILE, or TASK=FILE per task for per-task runs")
     e.add_argument("--sep", help=_doc("sep"))
+    e.add_argument("--json", action="store_true", help="print the metrics as JSON (for scripts) instead of a table")
 
     p = sub.add_parser("predict", help="predictions of a trained run, one column per task")
     p.add_argument("--run", required=True)
@@ -160,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     _cli_pareto.add_parser(sub)
     _cli_export.add_parser(sub)
     _cli_select.add_parser(sub)
+    _cli_report.add_parser(sub)
     sub.add_parser("list", help="the models, data sets and options that exist")
     demo = sub.add_parser("demo", help="train on built-in data and compare with single-task models")
     demo.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
@@ -266,7 +270,9 @@ def print_comparison(result: Any, console: Any) -> None:
         print_selection(result.selection, console)
 
     name = escape(result.model or "model")
-    table = Table(title=f"{name} vs baselines ({result.evaluated_on} part)")
+    parts = ("valid", "test", "held-out")  # evaluate names its data files instead
+    where = f"{result.evaluated_on} part" if result.evaluated_on in parts else escape(result.evaluated_on)
+    table = Table(title=f"{name} vs baselines ({where})" if result.baselines else f"{name} ({where})")
     table.add_column("task")
     table.add_column("metric")
     table.add_column(name, justify="right")
@@ -291,7 +297,8 @@ def print_comparison(result: Any, console: Any) -> None:
         table.add_row(*row)
     console.print(table)
     if len(result.tasks) > _MAX_ROWS:
-        console.print(f"… {len(result.tasks) - _MAX_ROWS} more tasks in {result.run_dir / 'metrics.json'}", markup=False)
+        rest = f"in {result.run_dir / 'metrics.json'}" if result.evaluated_on in parts else "with --json"
+        console.print(f"… {len(result.tasks) - _MAX_ROWS} more tasks {rest}", markup=False)
     if getattr(result, "auxiliary", None):
         from multitask._auxiliary import print_auxiliary
 
@@ -320,15 +327,24 @@ def _cmd_train(a: argparse.Namespace, console: Any) -> int:
             groups = read_run_groups(result.run_dir)
             console.print(f"trained by {len(groups)} groups: " + " | ".join(", ".join(g) for g in groups), markup=False)
         console.print(f"run written to {result.run_dir}", markup=False)
+        if a.report:
+            _cli_report.run(argparse.Namespace(run=result.run_dir, output=None, affinity=None, compare=None,
+                                               max_tasks=_cli_report.MAX_TASKS), console)
     return 0
 
 
 def _cmd_evaluate(a: argparse.Namespace, console: Any) -> int:
     from multitask._rundir import strict_json
-    from multitask.runs import evaluate
+    from multitask.runs import RunResult, evaluate, load_run
 
-    metrics = evaluate(a.run, list(a.data), sep=a.sep)
-    console.print_json(strict_json(metrics))
+    run = load_run(a.run)
+    notes: dict[str, str] = {}
+    metrics = evaluate(run, list(a.data), sep=a.sep, notes=notes)
+    if a.json:
+        console.print_json(strict_json(metrics))
+        return 0
+    files = ", ".join(a.data)
+    print_comparison(RunResult(run.run_dir, run.tasks, metrics, run.model_name, evaluated_on=files, notes=notes), console)
     return 0
 
 
@@ -389,6 +405,7 @@ COMMANDS = {
     "pareto": _cli_pareto.run,
     "export": _cli_export.run,
     "select": _cli_select.run,
+    "report": _cli_report.run,
     "list": _cmd_list,
     "demo": _cmd_demo,
 }

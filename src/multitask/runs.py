@@ -10,6 +10,7 @@ model files                   the family's own: ``model.json``/``model.pt`` (dee
 ``checkpoint.pt``             deep models: the last epoch's training state (``--resume`` continues from it)
 ``log.jsonl``                 deep models: one line per epoch: per-task losses, learning rate, time
 ``metrics.json``              per-task metrics, their means, each baseline's and delta_m against it
+``eval_predictions.npz``      the model's predictions on the evaluated rows, and label counts (for reports)
 ``baseline/KIND/...``         each baseline's models: ``stl/NNN-task/`` per task, ``pooled/``, ``gbdt/``
 ``INCOMPLETE``                present from the start of training until ``metrics.json`` is written
 ============================  ===========================================================================
@@ -56,6 +57,7 @@ from multitask.errors import CheckpointError, ConfigError, DataError
 from multitask.evaluate import Metrics, delta_m, delta_terms, mean_over_tasks, task_metrics
 from multitask.models import Model, Predictions
 from multitask.registry import DATASETS
+from multitask.report._predictions import PREDICTIONS_FILE, save_predictions
 from multitask.tasks import Task
 from multitask.train import TrainConfig, is_main_process
 from multitask.train._trainer import RESUMABLE_CHANGES
@@ -324,7 +326,9 @@ def _train(cfg: RunConfig, resume: bool, data: BuiltinData | None, overwrite: bo
         write_text(out / "preprocessing.json", strict_json(p.pre.to_dict()))
 
     notes: dict[str, str] = {}
-    metrics, _ = fit_and_score(model, p, out, resume=resume, notes=notes)
+    metrics, predictions = fit_and_score(model, p, out, resume=resume, notes=notes)
+    if is_main_process():
+        save_predictions(out / PREDICTIONS_FILE, p, predictions)
     result = RunResult(out, p.tasks, metrics, chosen.model, evaluated_on=p.evaluated_on, description=p.description,
                        notes=notes, selection=selection.leaderboard if selection is not None else None)
     result.auxiliary = auxiliary_summary(out, chosen.train) if is_main_process() else None
@@ -470,6 +474,7 @@ class LoadedRun:
     tasks: list[Task]
     predictor: Callable[[Arrays], Predictions]
     model: Model | None = None  # the fitted model behind ``predictor`` (what export converts)
+    model_name: str = ""  # the run's model name (run.json)
 
 
 def load_run(run_dir: str | Path) -> LoadedRun:
@@ -512,7 +517,7 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     if sorted(pre.sources) != sorted(decl["sources"]):
         raise CheckpointError(f"{d / 'preprocessing.json'}: field 'sources' does not match {path}")
     model = models.load(name, d, tasks, pre)
-    return LoadedRun(d, decl, pre, tasks, model.predict, model)
+    return LoadedRun(d, decl, pre, tasks, model.predict, model, name)
 
 
 def _field(meta: dict[str, Any], key: str, kind: type, path: Path) -> Any:
@@ -559,15 +564,17 @@ def _frames_for(run: LoadedRun, data: DataFiles, sep: str | None = None) -> tupl
     return {s: read_table(p, sep=sep) for s, p in data.items()}, dict(data)
 
 
-def evaluate(run_dir: str | Path, data: DataFiles, sep: str | None = None) -> Metrics:
+def evaluate(run_dir: str | Path | LoadedRun, data: DataFiles, sep: str | None = None,
+             notes: dict[str, str] | None = None) -> Metrics:
     """Per-task metrics of a trained run on labelled data (the same layout it was trained on); None where
-    a metric is undefined on these rows."""
-    run = load_run(run_dir)
+    a metric is undefined on these rows (``notes``, when given, receives ``{task: why}``). ``run_dir`` may be
+    a run already loaded with :func:`load_run`."""
+    run = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir)
     frames, paths = _frames_for(run, data, sep)
     spec = from_declaration(run.declaration, frames, paths)
     _check_task_ids(spec)
     arrays = run.preprocessor.transform(spec)
-    return task_metrics(run.tasks, arrays, run.predictor(arrays), run.preprocessor)
+    return task_metrics(run.tasks, arrays, run.predictor(arrays), run.preprocessor, notes)
 
 
 def predict(run_dir: str | Path | LoadedRun, data: DataFiles, sep: str | None = None) -> pd.DataFrame:

@@ -197,3 +197,16 @@ def test_sarcos_split_is_converted_from_the_published_mat(
     assert data.train.sources["sarcos"].frame.groupby("joint").size().tolist() == sizes["train"]
     sarcos(split=2, cache_dir=cache)
     assert server.hits == ["/re2.mat"]  # the converted splits are cached
+
+
+def test_failed_downloads_name_every_address_and_leave_nothing(
+    monkeypatch: pytest.MonkeyPatch, server: Server, tmp_path: Path
+) -> None:
+    urls = (f"{server.url}/missing.csv", "http://127.0.0.1:9/closed.csv")  # a 404, then a refused connection
+    monkeypatch.setitem(_school.FILES, "school/school.csv", DataFile("school/school.csv", urls, "0" * 64))
+    cache = tmp_path / "cache"
+    with pytest.raises(DataError, match=r"school/school\.csv: could not be downloaded") as err:
+        school(cache_dir=cache)
+    assert all(url in str(err.value) for url in urls)
+    assert server.hits == ["/missing.csv"]
+    assert [p for p in cache.rglob("*") if p.is_file()] == []

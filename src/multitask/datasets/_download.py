@@ -9,10 +9,11 @@ A file is looked for, in order, in
 1. the folder given as ``data_dir`` (``--data-dir``), else the folder named by ``$MULTITASK_DATA``;
 2. the cache folder: ``cache_dir``, else ``$MULTITASK_CACHE``, else ``~/.cache/multitask``;
 
-and, when found nowhere and ``download=True``, downloaded into the cache. A file published uncompressed
+and, when found nowhere and ``download=True``, downloaded into the cache by :mod:`pooch`. A file published uncompressed
 may also lie in a folder gzip-compressed (``school/school.csv.gz``); it is then checked over its
-decompressed bytes. Downloads go to a temporary file next to their destination, are checked against the
-sha256 and only then renamed into place, so that a failed or corrupted download leaves nothing behind.
+decompressed bytes. Downloads (:func:`pooch.retrieve`) go to a temporary file next to their destination, are
+checked against the sha256 and only then renamed into place, so that a failed or corrupted download leaves
+nothing behind.
 Local files are checked too (``verify=True``); a file's hash is computed once per process and remembered
 by path, size and modification time.
 """
@@ -21,11 +22,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import http.client
 import logging
 import os
+import re
 import tempfile
-import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,32 +122,34 @@ def find(
 
 
 def download(file: DataFile, cache_dir: str | Path | None = None) -> Path:
-    """Download ``file`` into the cache folder, checking its sha256; returns its path there."""
+    """Download ``file`` into the cache folder with :func:`pooch.retrieve`, checking its sha256; returns its
+    path there. The addresses are tried in order; a download whose hash differs is deleted, not kept."""
+    import pooch
+
     if not file.urls:
         raise DataError(f"{file.path}: no address to download it from")
     target = cache_folder(cache_dir) / file.path
     target.parent.mkdir(parents=True, exist_ok=True)
+    pooch.get_logger().setLevel(logging.WARNING)  # this module says what it downloads, at INFO
     errors: list[str] = []
     for url in file.urls:
         logger.info("downloading %s to %s", url, target)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-        tmp = Path(tmp_name)
         try:
-            digest = hashlib.sha256()
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=_TIMEOUT_S) as response:
-                for chunk in iter(lambda: response.read(_CHUNK), b""):
-                    digest.update(chunk)
-                    out.write(chunk)
-            got = digest.hexdigest()
-            if got != file.sha256:
-                raise DataError(f"{url}: downloaded file has sha256 {got}, expected {file.sha256}; not kept")
-            os.replace(tmp, target)
-            return target
-        except (OSError, http.client.HTTPException) as e:
+            path = pooch.retrieve(
+                url,
+                known_hash=f"sha256:{file.sha256}",
+                fname=target.name,
+                path=target.parent,
+                downloader=pooch.HTTPDownloader(timeout=_TIMEOUT_S, progressbar=False),
+            )
+            return Path(path)
+        except ValueError as e:  # pooch: the downloaded bytes have another hash (it deleted them)
+            match = re.search(r"but got ([0-9a-f]{64})", str(e))
+            actual = match.group(1) if match else f"other than expected ({e})"
+            raise DataError(f"{url}: downloaded file has sha256 {actual}, expected {file.sha256}; not kept") from e
+        except OSError as e:  # requests' errors (HTTP status, connection, timeout) are OSErrors
             errors.append(f"{url}: {e}")
             logger.warning("download failed: %s: %s", url, e)
-        finally:
-            tmp.unlink(missing_ok=True)
     raise DataError(f"{file.path}: could not be downloaded ({'; '.join(errors)})")
 
 
