@@ -268,6 +268,10 @@ def train(cfg: RunConfig, resume: bool = False, data: BuiltinData | None = None,
     ``data`` (optional) is the already loaded data set that ``cfg.dataset`` names. ``--out`` must be new or
     empty, or an existing run continued with ``resume`` or replaced with ``overwrite``.
     """
+    if cfg.train.stream:
+        from multitask._stream_run import train_streamed
+
+        return train_streamed(cfg, resume, overwrite)  # type: ignore[return-value]
     if is_main_process():  # the other ranks of a torchrun job write nothing, and must not see rank 0's files
         out = prepare_out(cfg.out, resume=resume, overwrite=overwrite or cfg.overwrite, inputs=_inputs(cfg))
     else:

@@ -30,7 +30,8 @@ from torch import nn
 
 from multitask.balancing import Balancing
 from multitask.data.arrays import Arrays
-from multitask.data.sampling import Sampler, steps_per_epoch
+from multitask.data.sampling import Rows, Sampler, steps_per_epoch
+from multitask.data.streaming import Stream
 from multitask.errors import CheckpointError, ConfigError, DataError, TrainingDivergedError
 from multitask.registry import BALANCERS, OPTIMIZERS, SAMPLERS, SCHEDULES
 from multitask.tasks import Task
@@ -67,8 +68,8 @@ class FitResult:
 def fit(
     model: nn.Module,
     tasks: list[Task],
-    train: Arrays,
-    valid: Arrays | None,
+    train: Arrays | Stream,
+    valid: Arrays | Stream | None,
     config: TrainConfig,
     run_dir: Path | None = None,
     resume: bool = False,
@@ -110,7 +111,7 @@ def fit(
     # ---- model, optimizer, schedule ---------------------------------------------------------------------------
     model.to(ddp.device)
     method.to(ddp.device)
-    stepper = Stepper(model, method, tasks, ddp)
+    stepper = Stepper(model, method, tasks, ddp, precision=config.precision)
     net = stepper.net
     optimizer = make_optimizer(config, [*model.parameters(), *method.optimized_parameters()])
     scheduler = SCHEDULES.get(config.schedule)(optimizer, config.epochs)
@@ -153,7 +154,7 @@ def fit(
     if valid is not None and ddp.is_main:
         _warn_unlabelled(tasks, valid, config.monitor)
 
-    steps = steps_per_epoch(train, config.batch_size)
+    steps = train.steps_per_epoch(config.batch_size) if isinstance(train, Stream) else steps_per_epoch(train, config.batch_size)
     progress = _progress_bar(config.progress and ddp.is_main and sys.stderr.isatty())
     stopped_early = False
     collapsed_warned = False
@@ -178,11 +179,11 @@ def fit(
             gate_steps = 0
             bar = progress.add_task(f"epoch {epoch + 1}/{config.epochs}", total=steps) if progress else None
 
-            for step, rows in enumerate(sampler.batches(train, config.batch_size, epoch, config.seed), 1):
+            for step, (data, rows) in enumerate(epoch_batches(train, sampler, config, epoch), 1):
                 # labelled rows per task in the GLOBAL batch: the same on every rank, no communication
-                count = {t.name: int(train.masks[t.name][rows[source_of[t.name]]].sum()) for t in tasks}
+                count = {t.name: int(data.masks[t.name][rows[source_of[t.name]]].sum()) for t in tasks}
                 batches = [
-                    train.take(part).to(ddp.device) for part in split_rows(ddp.shard(rows), config.accumulate)
+                    data.take(part).to(ddp.device) for part in split_rows(ddp.shard(rows), config.accumulate)
                 ]
                 optimizer.zero_grad(set_to_none=True)
                 method.begin_step(config.seed, epoch, step)
@@ -284,9 +285,22 @@ def fit(
 
 
 # ---- the pieces the loop uses ----------------------------------------------------------------------------------
+def epoch_batches(
+    train: Arrays | Stream, sampler: Sampler, config: TrainConfig, epoch: int
+) -> Iterator[tuple[Arrays, Rows]]:
+    """``(data, rows)`` of each step of ``epoch``: the table itself in memory, a window of a stream."""
+    if isinstance(train, Stream):
+        return train.batches(sampler, config.batch_size, epoch, config.seed)
+    return ((train, rows) for rows in sampler.batches(train, config.batch_size, epoch, config.seed))
+
+
 @torch.no_grad()
 def validation_losses(
-    model: nn.Module, tasks: list[Task], data: Arrays, ddp: Distributed | None = None, batch_size: int = 8192
+    model: nn.Module,
+    tasks: list[Task],
+    data: Arrays | Stream,
+    ddp: Distributed | None = None,
+    batch_size: int = 8192,
 ) -> dict[str, float | None]:
     """Mean loss of each task over its labelled rows of ``data`` (None for a task without labels).
 
@@ -298,16 +312,17 @@ def validation_losses(
     model.eval()
     sums = torch.zeros(len(tasks), dtype=torch.float64)
     counts = torch.zeros(len(tasks), dtype=torch.float64)
-    longest = max(data.n_rows(s) for s in data.sources)
-    for start in range(0, longest, batch_size):
-        rows = {
-            s: np.arange(start, min(start + batch_size, data.n_rows(s)), dtype=np.int64) for s in data.sources
-        }
-        batch = data.take(rows).to(ddp.device)
-        outputs = model(batch.inputs)
-        batch_sums = task_loss_sums(tasks, outputs, batch.targets, batch.masks)
-        sums += torch.stack([batch_sums[t.name].detach().double().cpu() for t in tasks])
-        counts += torch.tensor([int(batch.masks[t.name].sum()) for t in tasks], dtype=torch.float64)
+    for part in data.chunks() if isinstance(data, Stream) else [data]:
+        longest = max(part.n_rows(s) for s in part.sources)
+        for start in range(0, longest, batch_size):
+            rows = {
+                s: np.arange(start, min(start + batch_size, part.n_rows(s)), dtype=np.int64) for s in part.sources
+            }
+            batch = part.take(rows).to(ddp.device)
+            outputs = model(batch.inputs)
+            batch_sums = task_loss_sums(tasks, outputs, batch.targets, batch.masks)
+            sums += torch.stack([batch_sums[t.name].detach().double().cpu() for t in tasks])
+            counts += torch.tensor([int(batch.masks[t.name].sum()) for t in tasks], dtype=torch.float64)
     model.train(was_training)
     ddp.broadcast(sums)
     return {t.name: _mean(sums[i], counts[i]) for i, t in enumerate(tasks)}
@@ -410,7 +425,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 def _check_inputs(
-    model: nn.Module, tasks: list[Task], train: Arrays, valid: Arrays | None, monitor: str | None
+    model: nn.Module, tasks: list[Task], train: Arrays | Stream, valid: Arrays | Stream | None, monitor: str | None
 ) -> None:
     if not tasks:
         raise ConfigError("no tasks to train")
@@ -425,7 +440,8 @@ def _check_inputs(
         if data is None:
             continue
         for t in tasks:
-            if t.name not in data.targets or t.name not in data.masks:
+            known = data.task_source if isinstance(data, Stream) else data.targets.keys() & data.masks.keys()
+            if t.name not in known:
                 raise DataError(f"task {t.name!r}: no targets in the {which} data")
             if model_tasks is not None and t.name not in model_tasks:
                 raise ConfigError(f"task {t.name!r}: the model has no head for it")
@@ -469,9 +485,9 @@ def _warn_once(message: str, *args: object) -> None:
     log.warning(text)
 
 
-def _warn_unlabelled(tasks: list[Task], valid: Arrays, monitor: str | None) -> None:
+def _warn_unlabelled(tasks: list[Task], valid: Arrays | Stream, monitor: str | None) -> None:
     """Say once which tasks cannot take part in early stopping: those without validation labels."""
-    unlabelled = [t.name for t in tasks if not valid.masks[t.name].any()]
+    unlabelled = [t.name for t in tasks if not valid.n_labelled(t.name)]
     if monitor is not None:
         if monitor in unlabelled:
             _warn_once(
