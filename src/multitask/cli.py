@@ -124,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--precision", choices=("fp32", "bf16"), help=_doc("precision", train=True))
     o.add_argument("--stream", action="store_true", default=None, help=_doc("stream", train=True))
     o.add_argument("--shuffle-buffer", type=int, metavar="ROWS", help=_doc("shuffle_buffer", train=True))
+    o.add_argument("--checkpoint-every", type=int, metavar="STEPS", help=_doc("checkpoint_every", train=True))
     r = t.add_argument_group("run")
     r.add_argument("--config", help="YAML file with any of these options (flags override it)")
     r.add_argument("--out", help=_doc("out"))
@@ -196,6 +197,7 @@ def _train_overrides(a: argparse.Namespace) -> dict[str, Any]:
             "precision": a.precision,
             "stream": a.stream,
             "shuffle_buffer": a.shuffle_buffer,
+            "checkpoint_every": a.checkpoint_every,
         },
     }
     if a.dataset_option:

@@ -294,8 +294,9 @@ class Stream:
     labelled: dict[str, int]
     task_source: dict[str, str]
     shuffle_buffer: int = SHUFFLE_BUFFER
-    #: set by the trainer under torchrun: every rank reads every piece (see docs/training.md)
+    #: where the window being read began, and the steps of it handed out (None between epochs)
     position: Position | None = field(default=None, repr=False)
+    window_step: int = field(default=0, repr=False)
 
     @property
     def n_rows(self) -> int:
@@ -379,7 +380,9 @@ class Stream:
         self, data: Arrays, sampler: Sampler, batch_size: int, epoch: int, seed: int, window: int
     ) -> Iterator[tuple[Arrays, Rows]]:
         salt = int(np.random.SeedSequence([seed, epoch, window]).generate_state(1)[0])
+        self.window_step = 0
         for rows in sampler.batches(data, batch_size, epoch, salt):
+            self.window_step += 1  # the steps of this window handed out so far
             yield data, rows
 
 

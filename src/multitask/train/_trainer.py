@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import itertools
 import json
 import logging
 import math
@@ -31,7 +32,7 @@ from torch import nn
 from multitask.balancing import Balancing
 from multitask.data.arrays import Arrays
 from multitask.data.sampling import Rows, Sampler, steps_per_epoch
-from multitask.data.streaming import Stream
+from multitask.data.streaming import Position, Stream
 from multitask.errors import CheckpointError, ConfigError, DataError, TrainingDivergedError
 from multitask.registry import BALANCERS, OPTIMIZERS, SAMPLERS, SCHEDULES
 from multitask.tasks import Task
@@ -52,7 +53,7 @@ from multitask.train.config import TrainConfig
 log = logging.getLogger(__name__)
 
 #: training options that may differ between a run and its resumption (``runs`` checks the run's other options)
-RESUMABLE_CHANGES = ("progress", "threads")
+RESUMABLE_CHANGES = ("progress", "threads", "checkpoint_every")
 
 
 @dataclass
@@ -118,6 +119,7 @@ def fit(
 
     # ---- state, fresh or from the last checkpoint -------------------------------------------------------------
     start_epoch, best_epoch, bad_epochs = 0, 0, 0
+    within: dict[str, Any] | None = None  # the state within the epoch a checkpoint was taken in
     best_score: float | None = None  # None: nothing scored yet, so the first completed epoch is the best
     best_model: dict[str, torch.Tensor] | None = None
     history: list[dict[str, Any]] = []
@@ -138,6 +140,7 @@ def fit(
             if ckpt.get("balancer") is not None:
                 method.load_state_dict(ckpt["balancer"])
             start_epoch, best_epoch, bad_epochs = ckpt["epoch"], ckpt["best_epoch"], ckpt["bad_epochs"]
+            within = ckpt.get("partial")  # saved within an epoch (checkpoint_every)
             best_model = upgrade_state_dict(model, ckpt["best_model"], ckpt["version"])
             best_score, history = ckpt["best_score"], ckpt["history"]
             if best_score is not None and not math.isfinite(best_score):
@@ -177,9 +180,16 @@ def fit(
             weight_steps = 0
             gate_sum: dict[str, torch.Tensor] = {}
             gate_steps = 0
+            done = 0  # steps of this epoch done before a resumption
+            if within is not None:
+                done, sums, counts = within["step"], within["sums"], within["counts"]
+                weight_sum, weight_steps = within["weight_sum"].to(ddp.device), within["weight_steps"]
+                cosine_sum, cosine_steps = within["cosine_sum"].to(ddp.device), within["cosine_steps"].to(ddp.device)
+                gate_sum, gate_steps = dict(within["gate_sum"]), within["gate_steps"]
+                torch.random.set_rng_state(within["rng"])
             bar = progress.add_task(f"epoch {epoch + 1}/{config.epochs}", total=steps) if progress else None
 
-            for step, (data, rows) in enumerate(epoch_batches(train, sampler, config, epoch), 1):
+            for step, (data, rows) in enumerate(epoch_batches(train, sampler, config, epoch, within), done + 1):
                 # labelled rows per task in the GLOBAL batch: the same on every rank, no communication
                 count = {t.name: int(data.masks[t.name][rows[source_of[t.name]]].sum()) for t in tasks}
                 batches = [
@@ -214,6 +224,23 @@ def fit(
                         f"{t.name} {v:.4g}" for t, v in zip(tasks, values.tolist(), strict=True)
                     )
                     progress.update(bar, advance=1, description=f"epoch {epoch + 1}/{config.epochs}  {shown}")
+                if main and config.checkpoint_every is not None and step % config.checkpoint_every == 0 and step < steps:
+                    assert run_dir is not None
+                    save_checkpoint(Path(run_dir) / CHECKPOINT_FILE, {
+                        "epoch": epoch, "model": _cpu_state(model), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "balancer": method.state_dict(),
+                        "balancer_type": _balancer_type(method), "best_score": best_score, "best_epoch": best_epoch,
+                        "best_model": best_model, "bad_epochs": bad_epochs, "history": history,
+                        "config": config.model_dump(),
+                        "partial": {
+                            "step": step, "sums": sums, "counts": counts, "rng": torch.random.get_rng_state(),
+                            "weight_sum": weight_sum.cpu(), "weight_steps": weight_steps,
+                            "cosine_sum": cosine_sum.cpu(), "cosine_steps": cosine_steps.cpu(),
+                            "gate_sum": {k: v.cpu() for k, v in gate_sum.items()}, "gate_steps": gate_steps,
+                            **stream_position(train),
+                        },
+                    })
+            within = None
             scheduler.step()
 
             # ---- validation, early stopping, log and checkpoint ------------------------------------------------
@@ -286,12 +313,28 @@ def fit(
 
 # ---- the pieces the loop uses ----------------------------------------------------------------------------------
 def epoch_batches(
-    train: Arrays | Stream, sampler: Sampler, config: TrainConfig, epoch: int
+    train: Arrays | Stream, sampler: Sampler, config: TrainConfig, epoch: int, partial: dict[str, Any] | None = None
 ) -> Iterator[tuple[Arrays, Rows]]:
-    """``(data, rows)`` of each step of ``epoch``: the table itself in memory, a window of a stream."""
+    """``(data, rows)`` of each step of ``epoch``: the table itself in memory, a window of a stream.
+
+    ``partial`` (a checkpoint taken within the epoch) skips the steps done: a stream starts reading at the
+    saved :class:`~multitask.data.streaming.Position` (the window's first piece and offset), never before it.
+    """
     if isinstance(train, Stream):
-        return train.batches(sampler, config.batch_size, epoch, config.seed)
-    return ((train, rows) for rows in sampler.batches(train, config.batch_size, epoch, config.seed))
+        start = Position.from_dict(partial["position"]) if partial is not None else None
+        skip = partial["window_step"] if partial is not None else 0
+        return itertools.islice(train.batches(sampler, config.batch_size, epoch, config.seed, start), skip, None)
+    skip = partial["step"] if partial is not None else 0
+    batches = ((train, rows) for rows in sampler.batches(train, config.batch_size, epoch, config.seed))
+    return itertools.islice(batches, skip, None)
+
+
+def stream_position(train: Arrays | Stream) -> dict[str, Any]:
+    """Where a stream's reading stands (the window's start and the steps taken in it); nothing in memory."""
+    if not isinstance(train, Stream) or train.position is None:
+        return {}
+    return {"position": train.position.to_dict(), "window_step": train.window_step}
+
 
 
 @torch.no_grad()

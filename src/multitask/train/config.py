@@ -76,6 +76,8 @@ class TrainConfig(BaseModel):
     """Read the data file (or folder of files) piece by piece instead of into memory (docs/training.md)."""
     shuffle_buffer: StrictInt = 65536
     """Streaming: rows per window that the sampler shuffles and draws batches from."""
+    checkpoint_every: StrictInt | None = None
+    """Also checkpoint every this many steps within an epoch (--resume continues from that step); None: per epoch."""
 
     def __init__(self, **options: Any) -> None:
         try:
@@ -111,7 +113,8 @@ class TrainConfig(BaseModel):
         return v
 
     @field_validator(
-        "epochs", "batch_size", "accumulate", "patience", "seed", "threads", "shuffle_buffer", mode="before"
+        "epochs", "batch_size", "accumulate", "patience", "seed", "threads", "shuffle_buffer", "checkpoint_every",
+        mode="before",
     )
     @classmethod
     def _int_not_bool(cls, v: Any) -> Any:
@@ -142,6 +145,13 @@ class TrainConfig(BaseModel):
     @field_validator("patience")
     @classmethod
     def _positive_or_none(cls, v: int | None) -> int | None:
+        if v is not None and not 1 <= v <= INT32_MAX:
+            raise ValueError(f"must be None or an integer in [1, {INT32_MAX}], got {v}")
+        return v
+
+    @field_validator("checkpoint_every")
+    @classmethod
+    def _checkpoint_every(cls, v: int | None) -> int | None:
         if v is not None and not 1 <= v <= INT32_MAX:
             raise ValueError(f"must be None or an integer in [1, {INT32_MAX}], got {v}")
         return v
