@@ -243,9 +243,12 @@ def prepare(cfg: RunConfig, data: BuiltinData | None = None, *, hold_out_test: b
     if held_out:
         spec, test = split_spec(spec, cfg.valid_fraction, cfg.train.seed + 1)
     train_spec, valid_spec = split_spec(spec, cfg.valid_fraction, cfg.train.seed)
+    spec = spec.with_frames({n: s.frame.iloc[:0] for n, s in spec.sources.items()})  # the rows are in the parts now
     pre = Preprocessor.fit(train_spec)
     te = pre.transform(test) if test is not None else None
-    return Prepared(spec, pre, pre.transform(train_spec), pre.transform(valid_spec), te, description, held_out)
+    train = pre.transform(train_spec)
+    del train_spec  # each part's table is freed once encoded: never all of them and all the arrays at once
+    return Prepared(spec, pre, train, pre.transform(valid_spec), te, description, held_out)
 
 
 def fit_and_score(
