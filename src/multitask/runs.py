@@ -243,7 +243,7 @@ def prepare(cfg: RunConfig, data: BuiltinData | None = None, *, hold_out_test: b
     if held_out:
         spec, test = split_spec(spec, cfg.valid_fraction, cfg.train.seed + 1)
     train_spec, valid_spec = split_spec(spec, cfg.valid_fraction, cfg.train.seed)
-    spec = spec.with_frames({n: s.frame.iloc[:0] for n, s in spec.sources.items()})  # the rows are in the parts now
+    spec = spec.with_frames({n: s.frame.iloc[:0].copy() for n, s in spec.sources.items()})  # the parts hold the rows
     pre = Preprocessor.fit(train_spec)
     te = pre.transform(test) if test is not None else None
     train = pre.transform(train_spec)
