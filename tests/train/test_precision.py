@@ -39,7 +39,7 @@ def test_bf16_runs_the_forward_pass_in_bfloat16_and_keeps_float32_weights(balanc
         model = _model()
         dtypes: list[torch.dtype] = []
         linear = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
-        hook = linear.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
+        hook = linear.register_forward_hook(lambda m, i, o, seen=dtypes: seen.append(o.dtype))
         method = as_balancing(make_balancer(TrainConfig(balancer=balancer), TASKS), ["r", "b"])
         stepper = Stepper(model, method, TASKS, Distributed(), precision=precision)
         losses[precision] = stepper.step([data.take({"s": np.arange(64)})], {"r": 64, "b": 64}, lambda v: None)
