@@ -122,6 +122,8 @@ def stream_metrics(
     predictions: dict[str, list[np.ndarray]] = {t.name: [] for t in tasks}
     n = 0
     for chunk in stream.chunks():
+        if chunk.n_rows(chunk.sources[0]) == 0:
+            continue
         out = model.predict(chunk)
         for t in tasks:
             targets[t.name].append(chunk.targets[t.name])
@@ -129,6 +131,10 @@ def stream_metrics(
             predictions[t.name].append(out[t.name])
         n += chunk.n_rows(chunk.sources[0])
     source = next(iter(pre.sources))
+    if n == 0:  # as in memory: no labelled rows here, so nothing is evaluated
+        if notes is not None:
+            notes.update({t.name: "no labelled rows in this part: not evaluated" for t in tasks})
+        return {t.name: dict.fromkeys(t.metrics) for t in tasks}
     arrays = Arrays(
         inputs={source: np.zeros((n, 0), dtype=np.float32)},
         targets={t: np.concatenate(v) for t, v in targets.items()},
