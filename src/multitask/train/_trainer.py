@@ -187,6 +187,8 @@ def fit(
                 cosine_sum, cosine_steps = within["cosine_sum"].to(ddp.device), within["cosine_steps"].to(ddp.device)
                 gate_sum, gate_steps = dict(within["gate_sum"]), within["gate_steps"]
                 torch.random.set_rng_state(within["rng"])
+                if within.get("cuda_rng") is not None and ddp.device.type == "cuda":
+                    torch.cuda.set_rng_state(within["cuda_rng"], ddp.device)
             bar = progress.add_task(f"epoch {epoch + 1}/{config.epochs}", total=steps) if progress else None
 
             for step, (data, rows) in enumerate(epoch_batches(train, sampler, config, epoch, within), done + 1):
@@ -234,6 +236,7 @@ def fit(
                         "config": config.model_dump(),
                         "partial": {
                             "step": step, "sums": sums, "counts": counts, "rng": torch.random.get_rng_state(),
+                            "cuda_rng": torch.cuda.get_rng_state(ddp.device) if ddp.device.type == "cuda" else None,
                             "weight_sum": weight_sum.cpu(), "weight_steps": weight_steps,
                             "cosine_sum": cosine_sum.cpu(), "cosine_steps": cosine_steps.cpu(),
                             "gate_sum": {k: v.cpu() for k, v in gate_sum.items()}, "gate_steps": gate_steps,
