@@ -103,6 +103,9 @@ def run_capped(path: Path, epochs: int, limit_s: float, extra: list[str]) -> dic
             if not finished:
                 child.kill()
             child.wait()
+        if finished and child.returncode != 0:
+            raise SystemExit(f"stream failed:\n{child.stderr.read()[-3000:] if child.stderr else ''}")
+        metrics = json.loads((out / "metrics.json").read_text())["tasks"] if finished else None
         steps = 0
         if (out / "checkpoint.pt").exists():
             import torch
@@ -110,7 +113,7 @@ def run_capped(path: Path, epochs: int, limit_s: float, extra: list[str]) -> dic
             ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
             steps = int((ckpt.get("partial") or {}).get("step", 0))
     return {"peak_mb": peak / 1024, "finished": finished, "seconds": time.perf_counter() - start,
-            "fit_pass_s": fitted_at, "steps_checkpointed": steps}
+            "fit_pass_s": fitted_at, "steps_checkpointed": steps, "metrics": metrics}
 
 
 def run_once(path: Path, mode: str, epochs: int, nproc: int, extra: list[str]) -> dict[str, float]:
