@@ -133,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--seed", type=int, help=_doc("seed", train=True))
     o.add_argument("--threads", type=int, help=_doc("threads", train=True))
     o.add_argument("--quiet", action="store_true", help="no progress bar")
+    o.add_argument("--precision", choices=("fp32", "bf16"), help=_doc("precision", train=True))
+    o.add_argument("--stream", action="store_true", default=None, help=_doc("stream", train=True))
+    o.add_argument("--shuffle-buffer", type=int, metavar="ROWS", help=_doc("shuffle_buffer", train=True))
+    o.add_argument("--checkpoint-every", type=int, metavar="STEPS", help=_doc("checkpoint_every", train=True))
     r = t.add_argument_group("run")
     r.add_argument("--config", help="YAML file with any of these options (flags override it)")
     r.add_argument("--out", help=_doc("out"))
@@ -215,6 +219,10 @@ def _train_overrides(a: argparse.Namespace) -> dict[str, Any]:
             "seed": a.seed,
             "threads": a.threads,
             "progress": False if a.quiet else None,
+            "precision": a.precision,
+            "stream": a.stream,
+            "shuffle_buffer": a.shuffle_buffer,
+            "checkpoint_every": a.checkpoint_every,
         },
     }
     if a.dataset_option:

@@ -249,9 +249,12 @@ def prepare(cfg: RunConfig, data: BuiltinData | None = None, *, hold_out_test: b
     if held_out:
         spec, test = split_spec(spec, cfg.valid_fraction, cfg.train.seed + 1)
     train_spec, valid_spec = split_spec(spec, cfg.valid_fraction, cfg.train.seed)
+    spec = spec.with_frames({n: s.frame.iloc[:0].copy() for n, s in spec.sources.items()})  # the parts hold the rows
     pre = Preprocessor.fit(train_spec)
     te = pre.transform(test) if test is not None else None
-    return Prepared(spec, pre, pre.transform(train_spec), pre.transform(valid_spec), te, description, held_out)
+    train = pre.transform(train_spec)
+    del train_spec  # each part's table is freed once encoded: never all of them and all the arrays at once
+    return Prepared(spec, pre, train, pre.transform(valid_spec), te, description, held_out)
 
 
 def fit_and_score(
@@ -288,6 +291,10 @@ def train(cfg: RunConfig, resume: bool = False, data: BuiltinData | None = None,
 
 
 def _train(cfg: RunConfig, resume: bool, data: BuiltinData | None, overwrite: bool, tracking: Any) -> RunResult:
+    if cfg.train.stream:
+        from multitask._stream_run import train_streamed
+
+        return train_streamed(cfg, resume, overwrite, tracking)  # type: ignore[return-value]
     if is_main_process():  # the other ranks of a torchrun job write nothing, and must not see rank 0's files
         out = prepare_out(cfg.out, resume=resume, overwrite=overwrite or cfg.overwrite, inputs=_inputs(cfg))
     else:

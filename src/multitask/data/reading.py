@@ -59,7 +59,7 @@ def read_table(path: str | Path, sep: str | None = None) -> pd.DataFrame:
             import pyarrow.parquet as pq
 
             _check_unique(pq.read_schema(p).names, p)
-            frame = pd.read_parquet(p)
+            frame = _read_parquet(p)
         else:
             sep = sep or ("\t" if ".tsv" in name else _sniff_separator(p))
             header = pd.read_csv(p, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False)
@@ -71,6 +71,35 @@ def read_table(path: str | Path, sep: str | None = None) -> pd.DataFrame:
         kind = "Parquet" if parquet else "CSV"
         raise DataError(f"{p}: cannot be read as {kind}: {str(e).splitlines()[0]}") from None
     check_flat(frame, str(p))
+    return frame
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    """A Parquet file as :func:`pandas.read_parquet` reads it, converted row group by row group.
+
+    Each group's Arrow buffers are freed as it is converted (``self_destruct``), so the whole file is never
+    held twice in Arrow form and once in pandas form at the same time: the peak is about twice the frame
+    (the converted groups and their concatenation), not three times, and the pages Arrow freed are handed
+    back to the system. A file with a categorical (dictionary)
+    column is read whole, so that its categories stay one set.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    file = pq.ParquetFile(path)
+    if file.num_row_groups <= 1:
+        return pd.read_parquet(path)
+    parts = []
+    for i in range(file.num_row_groups):
+        part = file.read_row_group(i, use_pandas_metadata=True).to_pandas(split_blocks=True, self_destruct=True)
+        if any(isinstance(dtype, pd.CategoricalDtype) for dtype in part.dtypes):
+            return pd.read_parquet(path)
+        parts.append(part)
+        pa.default_memory_pool().release_unused()  # the group's decoding buffers: Arrow's allocator keeps them
+    ranged = all(isinstance(part.index, pd.RangeIndex) for part in parts)
+    frame = pd.concat(parts, ignore_index=ranged)
+    del parts
+    pa.default_memory_pool().release_unused()
     return frame
 
 

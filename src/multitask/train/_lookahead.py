@@ -27,11 +27,13 @@ _STREAM = 0x76616C
 class ValidationFeed:
     """The :class:`~multitask.balancing.Lookahead` of each step for ``method`` on ``model``."""
 
-    def __init__(self, model: nn.Module, tasks: list[Task], method: Balancing, valid: Arrays | None,
+    def __init__(self, model: nn.Module, tasks: list[Task], method: Balancing, valid: object,
                  batch_size: int, seed: int, ddp: Distributed) -> None:
         name = type(method).__name__
         if valid is None:
             raise ConfigError(f"balancer {name} adapts its weights to validation batches: give fit validation data")
+        if not isinstance(valid, Arrays):
+            raise ConfigError(f"balancer {name} draws validation batches from data in memory, not from a stream")
         if ddp.enabled:
             raise ConfigError(f"balancer {name} looks ahead on validation batches and does not run under torchrun")
         focus = method.validation_tasks()

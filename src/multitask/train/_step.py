@@ -81,10 +81,17 @@ class Stepper:
         balancer: the method.
         tasks: the tasks, in the order of the balancer's.
         ddp: the process group (or a single process).
+        precision: ``"fp32"``, or ``"bf16"``: forward passes under ``torch.autocast`` in bfloat16, their
+            outputs cast back to float32 before the losses (weights, gradients and updates stay float32).
     """
 
-    def __init__(self, model: nn.Module, balancer: Balancing, tasks: list[Task], ddp: Distributed) -> None:
+    def __init__(
+        self, model: nn.Module, balancer: Balancing, tasks: list[Task], ddp: Distributed, precision: str = "fp32"
+    ) -> None:
         self.model, self.balancer, self.tasks, self.ddp = model, balancer, tasks, ddp
+        if precision not in ("fp32", "bf16"):
+            raise ConfigError(f"train option 'precision': fp32 or bf16, got {precision!r}")
+        self.autocast = precision == "bf16"
         self.names = [t.name for t in tasks]
         self.task_weights = torch.tensor([t.weight for t in tasks], dtype=torch.float64)
         self.needs, self.of = balancer.needs, balancer.of
@@ -293,11 +300,14 @@ class Stepper:
 
     # ---- pieces --------------------------------------------------------------------------------------------------
     def _forward(self, batch: Batch, count: dict[str, int]) -> _Forward:
-        out = self.net(batch.inputs)
+        with torch.autocast(self.ddp.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            out = self.net(batch.inputs)
         representation: list[torch.Tensor] | None = None
         if self.at_representation:
             rep, out = out
             representation = list(rep.values())
+        if self.autocast:
+            out = {k: v.float() for k, v in out.items()}
         sums = task_loss_sums(self.tasks, out, batch.targets, batch.masks)
         losses = torch.stack([sums[n] / max(count[n], 1) for n in self.names])
         return _Forward(losses, representation)

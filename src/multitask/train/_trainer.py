@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import itertools
 import json
 import logging
 import math
@@ -30,7 +31,8 @@ from torch import nn
 
 from multitask.balancing import Balancing
 from multitask.data.arrays import Arrays
-from multitask.data.sampling import Sampler, steps_per_epoch
+from multitask.data.sampling import Rows, Sampler, steps_per_epoch
+from multitask.data.streaming import Position, Stream
 from multitask.errors import CheckpointError, ConfigError, DataError, TrainingDivergedError
 from multitask.registry import BALANCERS, OPTIMIZERS, SAMPLERS, SCHEDULES
 from multitask.tasks import Task
@@ -52,7 +54,7 @@ from multitask.train.config import TrainConfig
 log = logging.getLogger(__name__)
 
 #: training options that may differ between a run and its resumption (``runs`` checks the run's other options)
-RESUMABLE_CHANGES = ("progress", "threads")
+RESUMABLE_CHANGES = ("progress", "threads", "checkpoint_every")
 
 
 @dataclass
@@ -68,8 +70,8 @@ class FitResult:
 def fit(
     model: nn.Module,
     tasks: list[Task],
-    train: Arrays,
-    valid: Arrays | None,
+    train: Arrays | Stream,
+    valid: Arrays | Stream | None,
     config: TrainConfig,
     run_dir: Path | None = None,
     resume: bool = False,
@@ -115,7 +117,7 @@ def fit(
     # ---- model, optimizer, schedule ---------------------------------------------------------------------------
     model.to(ddp.device)
     method.to(ddp.device)
-    stepper = Stepper(model, method, tasks, ddp)
+    stepper = Stepper(model, method, tasks, ddp, precision=config.precision)
     net = stepper.net
     feed = ValidationFeed(model, tasks, method, valid, config.batch_size, config.seed, ddp) \
         if method.needs_validation else None
@@ -124,6 +126,7 @@ def fit(
 
     # ---- state, fresh or from the last checkpoint -------------------------------------------------------------
     start_epoch, best_epoch, bad_epochs = 0, 0, 0
+    within: dict[str, Any] | None = None  # the state within the epoch a checkpoint was taken in
     best_score: float | None = None  # None: nothing scored yet, so the first completed epoch is the best
     best_model: dict[str, torch.Tensor] | None = None
     history: list[dict[str, Any]] = []
@@ -144,6 +147,7 @@ def fit(
             if ckpt.get("balancer") is not None:
                 method.load_state_dict(ckpt["balancer"])
             start_epoch, best_epoch, bad_epochs = ckpt["epoch"], ckpt["best_epoch"], ckpt["bad_epochs"]
+            within = ckpt.get("partial")  # saved within an epoch (checkpoint_every)
             best_model = upgrade_state_dict(model, ckpt["best_model"], ckpt["version"])
             best_score, history = ckpt["best_score"], ckpt["history"]
             if best_score is not None and not math.isfinite(best_score):
@@ -160,7 +164,7 @@ def fit(
     if valid is not None and ddp.is_main:
         _warn_unlabelled(tasks, valid, config.monitor)
 
-    steps = steps_per_epoch(train, config.batch_size)
+    steps = train.steps_per_epoch(config.batch_size) if isinstance(train, Stream) else steps_per_epoch(train, config.batch_size)
     progress = _progress_bar(config.progress and ddp.is_main and sys.stderr.isatty())
     stopped_early = False
     collapsed_warned = False
@@ -183,13 +187,22 @@ def fit(
             weight_steps = 0
             gate_sum: dict[str, torch.Tensor] = {}
             gate_steps = 0
+            done = 0  # steps of this epoch done before a resumption
+            if within is not None:
+                done, sums, counts = within["step"], within["sums"], within["counts"]
+                weight_sum, weight_steps = within["weight_sum"].to(ddp.device), within["weight_steps"]
+                cosine_sum, cosine_steps = within["cosine_sum"].to(ddp.device), within["cosine_steps"].to(ddp.device)
+                gate_sum, gate_steps = dict(within["gate_sum"]), within["gate_steps"]
+                torch.random.set_rng_state(within["rng"])
+                if within.get("cuda_rng") is not None and ddp.device.type == "cuda":
+                    torch.cuda.set_rng_state(within["cuda_rng"], ddp.device)
             bar = progress.add_task(f"epoch {epoch + 1}/{config.epochs}", total=steps) if progress else None
 
-            for step, rows in enumerate(sampler.batches(train, config.batch_size, epoch, config.seed), 1):
+            for step, (data, rows) in enumerate(epoch_batches(train, sampler, config, epoch, within), done + 1):
                 # labelled rows per task in the GLOBAL batch: the same on every rank, no communication
-                count = {t.name: int(train.masks[t.name][rows[source_of[t.name]]].sum()) for t in tasks}
+                count = {t.name: int(data.masks[t.name][rows[source_of[t.name]]].sum()) for t in tasks}
                 batches = [
-                    train.take(part).to(ddp.device) for part in split_rows(ddp.shard(rows), config.accumulate)
+                    data.take(part).to(ddp.device) for part in split_rows(ddp.shard(rows), config.accumulate)
                 ]
                 optimizer.zero_grad(set_to_none=True)
                 method.begin_step(config.seed, epoch, step)
@@ -222,6 +235,24 @@ def fit(
                         f"{t.name} {v:.4g}" for t, v in zip(tasks, values.tolist(), strict=True)
                     )
                     progress.update(bar, advance=1, description=f"epoch {epoch + 1}/{config.epochs}  {shown}")
+                if main and config.checkpoint_every is not None and step % config.checkpoint_every == 0 and step < steps:
+                    assert run_dir is not None
+                    save_checkpoint(Path(run_dir) / CHECKPOINT_FILE, {
+                        "epoch": epoch, "model": _cpu_state(model), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "balancer": method.state_dict(),
+                        "balancer_type": _balancer_type(method), "best_score": best_score, "best_epoch": best_epoch,
+                        "best_model": best_model, "bad_epochs": bad_epochs, "history": history,
+                        "config": config.model_dump(),
+                        "partial": {
+                            "step": step, "sums": sums, "counts": counts, "rng": torch.random.get_rng_state(),
+                            "cuda_rng": torch.cuda.get_rng_state(ddp.device) if ddp.device.type == "cuda" else None,
+                            "weight_sum": weight_sum.cpu(), "weight_steps": weight_steps,
+                            "cosine_sum": cosine_sum.cpu(), "cosine_steps": cosine_steps.cpu(),
+                            "gate_sum": {k: v.cpu() for k, v in gate_sum.items()}, "gate_steps": gate_steps,
+                            **stream_position(train),
+                        },
+                    })
+            within = None
             scheduler.step()
 
             # ---- validation, early stopping, log and checkpoint ------------------------------------------------
@@ -295,9 +326,38 @@ def fit(
 
 
 # ---- the pieces the loop uses ----------------------------------------------------------------------------------
+def epoch_batches(
+    train: Arrays | Stream, sampler: Sampler, config: TrainConfig, epoch: int, partial: dict[str, Any] | None = None
+) -> Iterator[tuple[Arrays, Rows]]:
+    """``(data, rows)`` of each step of ``epoch``: the table itself in memory, a window of a stream.
+
+    ``partial`` (a checkpoint taken within the epoch) skips the steps done: a stream starts reading at the
+    saved :class:`~multitask.data.streaming.Position` (the window's first piece and offset), never before it.
+    """
+    if isinstance(train, Stream):
+        start = Position.from_dict(partial["position"]) if partial is not None else None
+        skip = partial["window_step"] if partial is not None else 0
+        return itertools.islice(train.batches(sampler, config.batch_size, epoch, config.seed, start), skip, None)
+    skip = partial["step"] if partial is not None else 0
+    batches = ((train, rows) for rows in sampler.batches(train, config.batch_size, epoch, config.seed))
+    return itertools.islice(batches, skip, None)
+
+
+def stream_position(train: Arrays | Stream) -> dict[str, Any]:
+    """Where a stream's reading stands (the window's start and the steps taken in it); nothing in memory."""
+    if not isinstance(train, Stream) or train.position is None:
+        return {}
+    return {"position": train.position.to_dict(), "window_step": train.window_step}
+
+
+
 @torch.no_grad()
 def validation_losses(
-    model: nn.Module, tasks: list[Task], data: Arrays, ddp: Distributed | None = None, batch_size: int = 8192
+    model: nn.Module,
+    tasks: list[Task],
+    data: Arrays | Stream,
+    ddp: Distributed | None = None,
+    batch_size: int = 8192,
 ) -> dict[str, float | None]:
     """Mean loss of each task over its labelled rows of ``data`` (None for a task without labels).
 
@@ -309,16 +369,17 @@ def validation_losses(
     model.eval()
     sums = torch.zeros(len(tasks), dtype=torch.float64)
     counts = torch.zeros(len(tasks), dtype=torch.float64)
-    longest = max(data.n_rows(s) for s in data.sources)
-    for start in range(0, longest, batch_size):
-        rows = {
-            s: np.arange(start, min(start + batch_size, data.n_rows(s)), dtype=np.int64) for s in data.sources
-        }
-        batch = data.take(rows).to(ddp.device)
-        outputs = model(batch.inputs)
-        batch_sums = task_loss_sums(tasks, outputs, batch.targets, batch.masks)
-        sums += torch.stack([batch_sums[t.name].detach().double().cpu() for t in tasks])
-        counts += torch.tensor([int(batch.masks[t.name].sum()) for t in tasks], dtype=torch.float64)
+    for part in data.chunks() if isinstance(data, Stream) else [data]:
+        longest = max(part.n_rows(s) for s in part.sources)
+        for start in range(0, longest, batch_size):
+            rows = {
+                s: np.arange(start, min(start + batch_size, part.n_rows(s)), dtype=np.int64) for s in part.sources
+            }
+            batch = part.take(rows).to(ddp.device)
+            outputs = model(batch.inputs)
+            batch_sums = task_loss_sums(tasks, outputs, batch.targets, batch.masks)
+            sums += torch.stack([batch_sums[t.name].detach().double().cpu() for t in tasks])
+            counts += torch.tensor([int(batch.masks[t.name].sum()) for t in tasks], dtype=torch.float64)
     model.train(was_training)
     ddp.broadcast(sums)
     return {t.name: _mean(sums[i], counts[i]) for i, t in enumerate(tasks)}
@@ -424,7 +485,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 def _check_inputs(
-    model: nn.Module, tasks: list[Task], train: Arrays, valid: Arrays | None, monitor: str | None
+    model: nn.Module, tasks: list[Task], train: Arrays | Stream, valid: Arrays | Stream | None, monitor: str | None
 ) -> None:
     if not tasks:
         raise ConfigError("no tasks to train")
@@ -439,7 +500,8 @@ def _check_inputs(
         if data is None:
             continue
         for t in tasks:
-            if t.name not in data.targets or t.name not in data.masks:
+            known = data.task_source if isinstance(data, Stream) else data.targets.keys() & data.masks.keys()
+            if t.name not in known:
                 raise DataError(f"task {t.name!r}: no targets in the {which} data")
             if model_tasks is not None and t.name not in model_tasks:
                 raise ConfigError(f"task {t.name!r}: the model has no head for it")
@@ -483,9 +545,9 @@ def _warn_once(message: str, *args: object) -> None:
     log.warning(text)
 
 
-def _warn_unlabelled(tasks: list[Task], valid: Arrays, monitor: str | None) -> None:
+def _warn_unlabelled(tasks: list[Task], valid: Arrays | Stream, monitor: str | None) -> None:
     """Say once which tasks cannot take part in early stopping: those without validation labels."""
-    unlabelled = [t.name for t in tasks if not valid.masks[t.name].any()]
+    unlabelled = [t.name for t in tasks if not valid.n_labelled(t.name)]
     if monitor is not None:
         if monitor in unlabelled:
             _warn_once(

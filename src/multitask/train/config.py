@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, StrictInt, ValidationError, field_validator, model_validator
 
@@ -72,6 +72,14 @@ class TrainConfig(BaseModel):
     """How task losses are combined each step, a name in multitask.registry.BALANCERS (static: task weights)."""
     balancer_options: dict[str, Any] = {}
     """Options of the balancer's constructor, e.g. {"temperature": 2.0} for dwa."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """fp32, or bf16: forward passes under torch.autocast in bfloat16 (weights, losses and updates stay float32)."""
+    stream: bool = False
+    """Read the data file (or folder of files) piece by piece instead of into memory (docs/training.md)."""
+    shuffle_buffer: StrictInt = 65536
+    """Streaming: rows per window that the sampler shuffles and draws batches from."""
+    checkpoint_every: StrictInt | None = None
+    """Also checkpoint every this many steps within an epoch (--resume continues from that step); None: per epoch."""
 
     def __init__(self, **options: Any) -> None:
         try:
@@ -126,7 +134,10 @@ class TrainConfig(BaseModel):
             raise ValueError(f"must be a number, got {v!r}")
         return v
 
-    @field_validator("epochs", "batch_size", "accumulate", "patience", "seed", "threads", mode="before")
+    @field_validator(
+        "epochs", "batch_size", "accumulate", "patience", "seed", "threads", "shuffle_buffer", "checkpoint_every",
+        mode="before",
+    )
     @classmethod
     def _int_not_bool(cls, v: Any) -> Any:
         if isinstance(v, bool) or not isinstance(v, int | None):  # ints only: no true, 2.0 or "2"
@@ -143,6 +154,11 @@ class TrainConfig(BaseModel):
     def _batch_size(cls, v: int) -> int:
         return _in_range(v, 1, INT32_MAX)
 
+    @field_validator("shuffle_buffer")
+    @classmethod
+    def _shuffle_buffer(cls, v: int) -> int:
+        return _in_range(v, 1, INT32_MAX)
+
     @field_validator("accumulate")
     @classmethod
     def _accumulate(cls, v: int) -> int:
@@ -151,6 +167,13 @@ class TrainConfig(BaseModel):
     @field_validator("patience")
     @classmethod
     def _positive_or_none(cls, v: int | None) -> int | None:
+        if v is not None and not 1 <= v <= INT32_MAX:
+            raise ValueError(f"must be None or an integer in [1, {INT32_MAX}], got {v}")
+        return v
+
+    @field_validator("checkpoint_every")
+    @classmethod
+    def _checkpoint_every(cls, v: int | None) -> int | None:
         if v is not None and not 1 <= v <= INT32_MAX:
             raise ValueError(f"must be None or an integer in [1, {INT32_MAX}], got {v}")
         return v
