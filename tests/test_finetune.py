@@ -52,6 +52,17 @@ def test_frozen_shared_part_keeps_old_predictions_exactly(base: tuple[Path, Path
     assert not (tmp_path / "ft" / "INCOMPLETE").exists()
 
 
+def test_frozen_batch_norm_keeps_old_predictions_exactly(base: tuple[Path, Path], tmp_path: Path) -> None:
+    """Batch norm's running statistics are part of the frozen shared part: training the new head leaves them."""
+    run, data = base
+    old = run.parent / "old.csv"
+    train(RunConfig(data=str(old), tasks=["y1:regression", "y2:binary"], out=str(tmp_path / "bn"),
+                    model_options={"norm": "batch"}, train=FAST.model_dump()))
+    finetune(tmp_path / "bn", Task("z", "regression"), data, tmp_path / "ft", freeze_shared=True, train=FAST)
+    before, after = predict(tmp_path / "bn", str(data)), predict(tmp_path / "ft", str(data))
+    pd.testing.assert_frame_equal(before, after[["y1", "y2"]])
+
+
 def test_unfrozen_shared_part_learns_and_says_old_tasks_moved(base: tuple[Path, Path], tmp_path: Path) -> None:
     run, data = base
     result = finetune(run, Task("z", "regression"), data, tmp_path / "ft", train=FAST)

@@ -95,6 +95,11 @@ class FinetuneResult:
         }
 
 
+def _evaluating(module: torch.nn.Module, _: Any) -> None:
+    """A forward pre-hook: the module runs in evaluation mode, whatever mode its network is in."""
+    module.train(False)
+
+
 def _run_meta(run_dir: Path) -> dict[str, Any]:
     from multitask.runs import load_run
 
@@ -197,6 +202,10 @@ def finetune(
         trained += p.numel() if p.requires_grad else 0
     if trained == 0:
         raise ConfigError(f"finetune: {meta['model']!r} has no parameter for the new task to learn")
+    for module in net.modules():  # frozen batch norm keeps its running statistics (and uses them) in training
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and not any(
+                p.requires_grad for p in module.parameters()):
+            module.register_forward_pre_hook(_evaluating)
 
     if is_main_process():
         mark_incomplete(out_dir)
