@@ -63,6 +63,13 @@ def test_frozen_batch_norm_keeps_old_predictions_exactly(base: tuple[Path, Path]
     pd.testing.assert_frame_equal(before, after[["y1", "y2"]])
 
 
+def test_out_over_the_source_run_is_refused_even_with_overwrite(base: tuple[Path, Path], tmp_path: Path) -> None:
+    run, data = base
+    with pytest.raises(ConfigError, match="is the run being fine-tuned"):
+        finetune(run, Task("z", "regression"), data, run, train=FAST, overwrite=True)
+    assert (run / "model.pt").is_file()
+
+
 def test_unfrozen_shared_part_learns_and_says_old_tasks_moved(base: tuple[Path, Path], tmp_path: Path) -> None:
     run, data = base
     result = finetune(run, Task("z", "regression"), data, tmp_path / "ft", train=FAST)

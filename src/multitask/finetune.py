@@ -165,9 +165,9 @@ def finetune(
         saved = yaml.safe_load((source_dir / "config.yaml").read_text()) or {}
         train = TrainConfig(**{k: v for k, v in (saved.get("train") or {}).items()})
     new_decl = _new_declaration(decl, task, target)
+    if Path(out).resolve() == source_dir.resolve():  # before --overwrite could remove it
+        raise ConfigError(f"--out {out}: is the run being fine-tuned; give a new folder")
     out_dir = prepare_out(str(out), resume=False, overwrite=overwrite, inputs=[str(data)])
-    if out_dir.resolve() == source_dir.resolve():
-        raise ConfigError(f"--out {out_dir}: is the run being fine-tuned; give a new folder")
 
     source = next(iter(new_decl["sources"]))
     spec = from_declaration(new_decl, {source: read_table(str(data), sep=sep)}, {source: str(data)})
