@@ -169,3 +169,12 @@ def test_store_refused_when_built_is_one_error_line(wide_csv: Path, tmp_path: Pa
     err = capsys.readouterr().err
     assert "multitask: error: tracking with mlflow" in err and "Traceback" not in err
     assert not (tmp_path / "r" / "model.pt").exists()
+
+
+def test_repeated_track_flag_keeps_both(wide_csv: Path, tmp_path: Path) -> None:
+    uri = _store(tmp_path)
+    code = main(["train", "--data", str(wide_csv), "--task", "y1:regression", "--epochs", "1", "--quiet",
+                 "--out", str(tmp_path / "r"), "--track", "mlflow", "--track", "tensorboard", "--tracking-uri", uri])
+    assert code == 0
+    _only_run(uri)
+    assert any((tmp_path / "r" / "tensorboard").iterdir())
