@@ -70,6 +70,15 @@ def test_out_over_the_source_run_is_refused_even_with_overwrite(base: tuple[Path
     assert (run / "model.pt").is_file()
 
 
+def test_grouped_run_is_refused_clearly(base: tuple[Path, Path], tmp_path: Path) -> None:
+    run, data = base
+    train(RunConfig(data=str(run.parent / "old.csv"), tasks=["y1:regression", "y2:binary"], out=str(tmp_path / "g"),
+                    groups=[["y1"], ["y2"]], train=FAST.model_dump()))
+    with pytest.raises(ConfigError, match="a run trained by groups"):
+        finetune(tmp_path / "g", Task("z", "regression"), data, tmp_path / "ft", train=FAST)
+    assert not (tmp_path / "ft").exists()
+
+
 def test_unfrozen_shared_part_learns_and_says_old_tasks_moved(base: tuple[Path, Path], tmp_path: Path) -> None:
     run, data = base
     result = finetune(run, Task("z", "regression"), data, tmp_path / "ft", train=FAST)

@@ -48,6 +48,7 @@ from multitask.data.split import split_spec
 from multitask.errors import ConfigError
 from multitask.evaluate import Metrics, delta_m, delta_terms, mean_over_tasks, task_metrics
 from multitask.models._deep import Deep
+from multitask.models._grouped import GROUPS_FILE
 from multitask.tasks import Task
 from multitask.train import TrainConfig, fit, is_main_process
 from multitask.train._checkpoint import load_model
@@ -105,6 +106,11 @@ def _run_meta(run_dir: Path) -> dict[str, Any]:
 
     load_run(run_dir)  # every file of the run checked
     meta: dict[str, Any] = json.loads((run_dir / RUN_FILE).read_text())
+    if (run_dir / GROUPS_FILE).is_file():
+        raise ConfigError(
+            f"--run {run_dir}: a run trained by groups (one model per group, in {run_dir / 'groups'}); "
+            "finetune adds a head to one network: train a new run with the task included instead"
+        )
     if meta.get("family") != "deep":
         raise ConfigError(
             f"--run {run_dir}: finetune adds a head to a deep network; this run is {meta.get('family')} "
