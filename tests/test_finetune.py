@@ -52,6 +52,33 @@ def test_frozen_shared_part_keeps_old_predictions_exactly(base: tuple[Path, Path
     assert not (tmp_path / "ft" / "INCOMPLETE").exists()
 
 
+def test_frozen_batch_norm_keeps_old_predictions_exactly(base: tuple[Path, Path], tmp_path: Path) -> None:
+    """Batch norm's running statistics are part of the frozen shared part: training the new head leaves them."""
+    run, data = base
+    old = run.parent / "old.csv"
+    train(RunConfig(data=str(old), tasks=["y1:regression", "y2:binary"], out=str(tmp_path / "bn"),
+                    model_options={"norm": "batch"}, train=FAST.model_dump()))
+    finetune(tmp_path / "bn", Task("z", "regression"), data, tmp_path / "ft", freeze_shared=True, train=FAST)
+    before, after = predict(tmp_path / "bn", str(data)), predict(tmp_path / "ft", str(data))
+    pd.testing.assert_frame_equal(before, after[["y1", "y2"]])
+
+
+def test_out_over_the_source_run_is_refused_even_with_overwrite(base: tuple[Path, Path], tmp_path: Path) -> None:
+    run, data = base
+    with pytest.raises(ConfigError, match="is the run being fine-tuned"):
+        finetune(run, Task("z", "regression"), data, run, train=FAST, overwrite=True)
+    assert (run / "model.pt").is_file()
+
+
+def test_grouped_run_is_refused_clearly(base: tuple[Path, Path], tmp_path: Path) -> None:
+    run, data = base
+    train(RunConfig(data=str(run.parent / "old.csv"), tasks=["y1:regression", "y2:binary"], out=str(tmp_path / "g"),
+                    groups=[["y1"], ["y2"]], train=FAST.model_dump()))
+    with pytest.raises(ConfigError, match="a run trained by groups"):
+        finetune(tmp_path / "g", Task("z", "regression"), data, tmp_path / "ft", train=FAST)
+    assert not (tmp_path / "ft").exists()
+
+
 def test_unfrozen_shared_part_learns_and_says_old_tasks_moved(base: tuple[Path, Path], tmp_path: Path) -> None:
     run, data = base
     result = finetune(run, Task("z", "regression"), data, tmp_path / "ft", train=FAST)

@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--baseline", type=_columns, metavar="stl,pooled,gbdt", help=_doc("baseline"))
     r.add_argument("--resume", action="store_true", help="continue a killed run in --out from its checkpoint")
     r.add_argument("--overwrite", action="store_true", default=None, help=_doc("overwrite"))
-    r.add_argument("--track", type=_columns, metavar="mlflow,tensorboard", help=_doc("track"))
+    r.add_argument("--track", type=_columns, action="extend", metavar="mlflow,tensorboard", help=_doc("track"))
     r.add_argument("--tracking-uri", metavar="URI", help=_doc("tracking_uri"))
     r.add_argument("--report", action="store_true", help="also write OUT/report.html (see `multitask report`)")
 

@@ -48,6 +48,7 @@ from multitask.data.split import split_spec
 from multitask.errors import ConfigError
 from multitask.evaluate import Metrics, delta_m, delta_terms, mean_over_tasks, task_metrics
 from multitask.models._deep import Deep
+from multitask.models._grouped import GROUPS_FILE
 from multitask.tasks import Task
 from multitask.train import TrainConfig, fit, is_main_process
 from multitask.train._checkpoint import load_model
@@ -95,11 +96,21 @@ class FinetuneResult:
         }
 
 
+def _evaluating(module: torch.nn.Module, _: Any) -> None:
+    """A forward pre-hook: the module runs in evaluation mode, whatever mode its network is in."""
+    module.train(False)
+
+
 def _run_meta(run_dir: Path) -> dict[str, Any]:
     from multitask.runs import load_run
 
     load_run(run_dir)  # every file of the run checked
     meta: dict[str, Any] = json.loads((run_dir / RUN_FILE).read_text())
+    if (run_dir / GROUPS_FILE).is_file():
+        raise ConfigError(
+            f"--run {run_dir}: a run trained by groups (one model per group, in {run_dir / 'groups'}); "
+            "finetune adds a head to one network: train a new run with the task included instead"
+        )
     if meta.get("family") != "deep":
         raise ConfigError(
             f"--run {run_dir}: finetune adds a head to a deep network; this run is {meta.get('family')} "
@@ -160,9 +171,9 @@ def finetune(
         saved = yaml.safe_load((source_dir / "config.yaml").read_text()) or {}
         train = TrainConfig(**{k: v for k, v in (saved.get("train") or {}).items()})
     new_decl = _new_declaration(decl, task, target)
+    if Path(out).resolve() == source_dir.resolve():  # before --overwrite could remove it
+        raise ConfigError(f"--out {out}: is the run being fine-tuned; give a new folder")
     out_dir = prepare_out(str(out), resume=False, overwrite=overwrite, inputs=[str(data)])
-    if out_dir.resolve() == source_dir.resolve():
-        raise ConfigError(f"--out {out_dir}: is the run being fine-tuned; give a new folder")
 
     source = next(iter(new_decl["sources"]))
     spec = from_declaration(new_decl, {source: read_table(str(data), sep=sep)}, {source: str(data)})
@@ -197,6 +208,10 @@ def finetune(
         trained += p.numel() if p.requires_grad else 0
     if trained == 0:
         raise ConfigError(f"finetune: {meta['model']!r} has no parameter for the new task to learn")
+    for module in net.modules():  # frozen batch norm keeps its running statistics (and uses them) in training
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and not any(
+                p.requires_grad for p in module.parameters()):
+            module.register_forward_pre_hook(_evaluating)
 
     if is_main_process():
         mark_incomplete(out_dir)

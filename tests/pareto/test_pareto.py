@@ -154,3 +154,15 @@ def test_cli_prints_the_fronts(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(args) == 2
     assert "--overwrite replaces it" in capsys.readouterr().err
     assert main([*args, "--overwrite"]) == 0
+
+
+def test_task_without_validation_labels_is_refused_before_training(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    frame = make_wide(100)
+    frame["z"] = np.where(np.arange(len(frame)) == 0, 1.0, np.nan)  # one labelled row: none in validation
+    frame.to_csv(tmp_path / "w.csv", index=False)
+    code = main(["pareto", "--data", str(tmp_path / "w.csv"), "--task", "y1:regression", "--task", "z:regression",
+                 "--out", str(tmp_path / "f"), "--epochs", "1", "--points", "2", "--fixed", "0"])
+    assert code == 2
+    assert "task 'z' has no validation labels" in capsys.readouterr().err
+    assert not (tmp_path / "f").exists()  # nothing trained, nothing half-written

@@ -158,3 +158,23 @@ def test_cli_track_flag(wide_csv: Path, tmp_path: Path) -> None:
     assert code == 0
     _, run = _only_run(uri)
     assert math.isfinite(run.data.metrics["metric/y1/rmse"])
+
+
+def test_store_refused_when_built_is_one_error_line(wide_csv: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """A tracking URI the store refuses as soon as it is opened (a folder: MLflow's file store) exits 2."""
+    code = main(["train", "--data", str(wide_csv), "--task", "y1:regression", "--epochs", "1", "--quiet",
+                 "--out", str(tmp_path / "r"), "--track", "mlflow", "--tracking-uri", str(tmp_path / "folder")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "multitask: error: tracking with mlflow" in err and "Traceback" not in err
+    assert not (tmp_path / "r" / "model.pt").exists()
+
+
+def test_repeated_track_flag_keeps_both(wide_csv: Path, tmp_path: Path) -> None:
+    uri = _store(tmp_path)
+    code = main(["train", "--data", str(wide_csv), "--task", "y1:regression", "--epochs", "1", "--quiet",
+                 "--out", str(tmp_path / "r"), "--track", "mlflow", "--track", "tensorboard", "--tracking-uri", uri])
+    assert code == 0
+    _only_run(uri)
+    assert any((tmp_path / "r" / "tensorboard").iterdir())

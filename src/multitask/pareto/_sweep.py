@@ -114,6 +114,9 @@ def pareto(
         Cosmos(names, PreferenceConditioned(torch.nn.Identity(), len(names)), alpha, cosine_weight)
     except ValueError as e:
         raise ConfigError(f"pareto: {e}") from None
+    unlabelled = [n for n in names if p.valid.n_labelled(n) == 0]
+    if unlabelled:  # checked before anything is trained or written
+        raise ConfigError(f"task {unlabelled[0]!r} has no validation labels: a front needs every task's loss")
     target = _prepare_out(out, overwrite)
     deep = Deep(cfg.model, cfg.model_options, cfg.train)
     deep.check(p.tasks, p.pre)

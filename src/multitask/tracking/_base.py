@@ -133,7 +133,12 @@ def start_tracking(names: Sequence[str], name: str, params: dict[str, str], *, r
     for n in names:
         cls = TRACKERS.get(n)
         takes_uri = "uri" in inspect.signature(cls).parameters
-        trackers[n] = cls(run_dir, uri=uri) if takes_uri else cls(run_dir)
+        try:
+            trackers[n] = cls(run_dir, uri=uri) if takes_uri else cls(run_dir)
+        except ConfigError:
+            raise
+        except Exception as e:  # a URI the store refuses (e.g. MLflow's file store): the user's option at fault
+            raise ConfigError(f"tracking with {n}: {type(e).__name__}: {e}") from e
     tracking = Tracking(trackers)
     tracking.start(name, params)
     return tracking
