@@ -41,8 +41,9 @@ def require_spark() -> None:
 def spark_session(master: str | None = None) -> Any:
     """The active Spark session, or a new one on ``master`` (default ``local[2]``), with its UI off.
 
-    With a local master the Python workers run this interpreter and see this copy of ``multitask``; on a
-    cluster, ship it with ``spark-submit --py-files`` or install it on the executors (docs/spark.md).
+    Under ``spark-submit`` (and no ``master``), the session it configured. With a local master the Python
+    workers run this interpreter and see this copy of ``multitask``; on a cluster, ship it with
+    ``spark-submit --py-files`` or install it on the executors (docs/spark.md).
     """
     require_spark()
     from pyspark.sql import SparkSession
@@ -50,6 +51,8 @@ def spark_session(master: str | None = None) -> Any:
     active = SparkSession.getActiveSession()
     if active is not None and (master is None or active.sparkContext.master == master):
         return active
+    if master is None and "PYSPARK_GATEWAY_PORT" in os.environ:  # under spark-submit: its master and settings
+        return SparkSession.builder.appName("multitask").getOrCreate()
     master = master or DEFAULT_MASTER
     builder = (SparkSession.builder.master(master).appName("multitask")
                .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
@@ -282,8 +285,8 @@ class SparkTable:
             from pyspark.ml.functions import vector_to_array
             from pyspark.ml.linalg import VectorUDT
 
-            if isinstance(frame.schema[features].dataType, VectorUDT):
-                selected = [vector_to_array(F.col(features)).alias(features)]
+            if isinstance(frame.schema[names[0]].dataType, VectorUDT):
+                selected = [vector_to_array(F.col(names[0])).alias(names[0])]
             first = frame.select(F.size(selected[0]).alias("n")).first()
             width = int(first["n"]) if first is not None else 0
         extra = [F.col(c) for c in [target, task_column, *targets] if c is not None]

@@ -60,7 +60,7 @@ class TaskStats:
         self.yy += other.yy
         if other.gram is not None:
             self.gram = other.gram if self.gram is None else self.gram + other.gram
-            self.cross = other.cross if self.cross is None else self.cross + other.cross
+            self.cross = other.cross if self.cross is None or other.cross is None else self.cross + other.cross
         return self
 
 
@@ -272,7 +272,7 @@ def _encoding(label: Any, stats: TaskStats, loss: Loss, where: str) -> tuple[flo
     return 0.0, float(positive), classes
 
 
-def fit_spark(estimator: LinearMTL, table: SparkTable) -> LinearMTL:
+def fit_spark(estimator: LinearMTL, table: SparkTable, *, sufficient_statistics: bool = True) -> LinearMTL:
     """Fit ``estimator`` (any :mod:`multitask.linear` formulation) on a Spark table; returns it, fitted.
 
     The same problem as ``estimator.fit(X, y, tasks)`` in memory (long form: ``tasks`` are the task column;
@@ -283,7 +283,8 @@ def fit_spark(estimator: LinearMTL, table: SparkTable) -> LinearMTL:
     """
     estimator._check_params()
     single_loss = isinstance(estimator.loss, str)
-    need_gram = table.width + 1 <= _GRAM_MAX_FEATURES and (not single_loss or estimator.loss == "squared")
+    need_gram = (sufficient_statistics and table.width + 1 <= _GRAM_MAX_FEATURES
+                 and (not single_loss or estimator.loss == "squared"))
     blocks = table.blocks()
     stats: TableStats = table.run_job(lambda: blocks.map(lambda blk: block_stats(blk, need_gram))
                                       .treeAggregate(TableStats(), TableStats.add, TableStats.add, depth=2))
