@@ -321,9 +321,8 @@ def test_cli_wide_form_on_spark(spark: Any, tmp_path: Path) -> None:
     data = tmp_path / "wide.csv"
     frame.to_csv(data, index=False)
     assert run_cli("train", "--data", data, "--task", "r1:regression", "--task", "c:binary", "--features",
-                   ",".join(FEATURES), "--model", "linear:independent", "--model-option", "alpha=1.0", "--model-option", "tol=0.001",
-                   "--engine", "spark", "--out",
-                   tmp_path / "run") == 0
+                   ",".join(FEATURES), "--model", "linear:independent", "--model-option", "alpha=1.0",
+                   "--model-option", "tol=0.001", "--engine", "spark", "--out", tmp_path / "run") == 0
     assert run_cli("predict", "--run", tmp_path / "run", "--data", data, "--output", tmp_path / "w.parquet",
                    "--engine", "spark") == 0
     assert run_cli("predict", "--run", tmp_path / "run", "--data", data, "--output", tmp_path / "w.csv") == 0
