@@ -184,9 +184,15 @@ def _cell(value: float | None, fmt: str) -> str:
     return "—" if value is None else format(value, fmt)
 
 
+SECTION = "## Spark engine for linear models"
+
+
 def write_doc(results: list[dict], args: argparse.Namespace) -> None:
+    """Replace (or add) this benchmark's section of docs/benchmarks.md with ``results``."""
+    import re
+
     sys.path.insert(0, str(REPO / "benchmarks"))
-    from linear_common import machine, write_subsection
+    from linear_common import machine
 
     lines = ["| rows | loss | engine | fit (s) | passes | iterations | driver peak RSS (MiB) | JVM peak RSS (MiB) |",
              "|---:|---|---|---:|---:|---:|---:|---:|"]
@@ -199,11 +205,18 @@ def write_doc(results: list[dict], args: argparse.Namespace) -> None:
     rows = " ".join(f"{int(r):g}" for r in args.rows)
     body = (f"Command: `.venv/bin/python benchmarks/spark_linear.py --rows {rows} --losses {' '.join(args.losses)} "
             f"--logistic-iter {args.logistic_iter} --logistic-max {args.logistic_max:g} --memory-max {args.memory_max:g} "
-            f"--write` "
-            f"(master {args.master}, driver memory {args.driver_memory}; {N_TASKS} tasks, {N_FEATURES} features, "
-            f"`L21(alpha=1e-3)`; logistic capped at {args.logistic_iter} FISTA iterations). Measured on a shared "
-            f"2-core machine: {machine()}.\n\n" + "\n".join(lines))
-    write_subsection("Spark engine: fit time and driver memory against rows", body)
+            f"--write` (master {args.master}, driver memory {args.driver_memory}; {N_TASKS} tasks, {N_FEATURES} "
+            f"features, `L21(alpha=1e-3)`; logistic capped at {args.logistic_iter} FISTA iterations). Measured on a "
+            f"shared 2-core machine: {machine()}.\n\n" + "\n".join(lines))
+    doc = REPO / "docs" / "benchmarks.md"
+    text = doc.read_text()
+    section = f"{SECTION}\n\n{body}\n"
+    pattern = rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)"
+    if re.search(pattern, text, flags=re.S | re.M):
+        text = re.sub(pattern, lambda _: section + "\n", text, flags=re.S | re.M)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    doc.write_text(text.rstrip("\n") + "\n")
 
 
 if __name__ == "__main__":
