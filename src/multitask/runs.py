@@ -268,6 +268,8 @@ def train(cfg: RunConfig, resume: bool = False, data: BuiltinData | None = None,
     ``data`` (optional) is the already loaded data set that ``cfg.dataset`` names. ``--out`` must be new or
     empty, or an existing run continued with ``resume`` or replaced with ``overwrite``.
     """
+    if cfg.engine != "memory":  # trained by multitask._spark_runs.train (`multitask train --engine spark`)
+        raise ConfigError(f"--engine {cfg.engine}: only `multitask train` fits on Spark; this verb trains in memory")
     if is_main_process():  # the other ranks of a torchrun job write nothing, and must not see rank 0's files
         out = prepare_out(cfg.out, resume=resume, overwrite=overwrite or cfg.overwrite, inputs=_inputs(cfg))
     else:
