@@ -358,3 +358,15 @@ def test_deep_models_are_refused_on_spark(tmp_path: Path, capsys: pytest.Capture
     assert run_cli("train", "--data", tmp_path / "x.csv", "--task", "y:regression", "--engine", "spark",
                    "--out", tmp_path / "o") == 2
     assert "--engine: spark trains linear models" in capsys.readouterr().err
+
+
+def test_other_verbs_do_not_train_in_memory_what_asks_for_spark(tmp_path: Path) -> None:
+    from multitask.config import RunConfig
+    from multitask.runs import train
+
+    cfg = RunConfig(data=str(tmp_path / "x.csv"), tasks=["y:regression"], model="linear:lasso", engine="spark",
+                    out=str(tmp_path / "run"))
+    with pytest.raises(ConfigError, match="only `multitask train` fits on Spark"):
+        train(cfg)
+    assert not (tmp_path / "run").exists()
+
