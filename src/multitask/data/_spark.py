@@ -63,7 +63,9 @@ def spark_session(master: str | None = None) -> Any:
         if root not in paths:
             os.environ["PYTHONPATH"] = os.pathsep.join([root, *[p for p in paths if p]])
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    return builder.getOrCreate()
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")  # failures reach the user as one DataError, not as log lines
+    return session
 
 
 # ---- reading and checking -----------------------------------------------------------------------------------
