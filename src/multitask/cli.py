@@ -146,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--track", type=_columns, action="extend", metavar="mlflow,tensorboard", help=_doc("track"))
     r.add_argument("--tracking-uri", metavar="URI", help=_doc("tracking_uri"))
     r.add_argument("--report", action="store_true", help="also write OUT/report.html (see `multitask report`)")
+    r.add_argument("--engine", choices=("memory", "spark"), help=_doc("engine"))
+    r.add_argument("--spark-master", metavar="URL", help=_doc("spark_master"))
 
     e = sub.add_parser("evaluate", help="per-task metrics of a trained run on labelled data")
     e.add_argument("--run", required=True, help="run directory written by `multitask train`")
@@ -158,7 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, action="append", help="FILE, or TASK=FILE per task for per-task runs")
     p.add_argument("--sep", help=_doc("sep"))
     p.add_argument("--output", required=True,
-                   help="CSV file to write (never an input file or a file inside a run directory)")
+                   help="CSV file to write (never an input file or a file inside a run directory); "
+                        "with --engine spark, a Parquet folder")
+    p.add_argument("--engine", choices=("memory", "spark"), default="memory",
+                   help="memory (default), or spark: predict on Apache Spark (linear runs), writing Parquet")
+    p.add_argument("--spark-master", metavar="URL", help=_doc("spark_master"))
 
     _cli_compare.add_parser(sub)
     _cli_affinity.add_affinity_parser(sub)
@@ -203,6 +209,8 @@ def _train_overrides(a: argparse.Namespace) -> dict[str, Any]:
         "baseline": a.baseline,
         "track": a.track,
         "tracking_uri": a.tracking_uri,
+        "engine": a.engine,
+        "spark_master": a.spark_master,
         "train": {
             "epochs": a.epochs,
             "batch_size": a.batch_size,
@@ -326,6 +334,19 @@ def _cmd_train(a: argparse.Namespace, console: Any) -> int:
     from multitask.train import is_main_process
 
     cfg = load_config(a.config, _train_overrides(a))
+    if cfg.engine == "spark":
+        from multitask import _spark_runs
+
+        if a.resume:
+            raise ConfigError("--resume does not apply to --engine spark (a Spark fit keeps no checkpoint)")
+        if a.report:
+            raise ConfigError("--report does not apply to --engine spark (the run holds no held-out predictions; "
+                              "run `multitask evaluate` on held-out data)")
+        done = _spark_runs.train(cfg)
+        console.print(f"{escape(done.model)} fitted on Spark ({done.fit['master']}): {done.fit['iterations']} "
+                      f"iterations, {done.fit['passes']} passes over the data, {done.fit['seconds']:.1f} s")
+        console.print(f"run written to {done.run_dir}", markup=False)
+        return 0
     result = train(cfg, resume=a.resume)
     if is_main_process():
         print_comparison(result, console)
@@ -360,6 +381,16 @@ def _cmd_predict(a: argparse.Namespace, console: Any) -> int:
     from multitask._rundir import check_output
     from multitask.runs import data_files, load_run, predict, write_predictions
 
+    if a.engine == "spark":
+        from multitask import _spark_runs
+
+        if len(a.data) != 1:
+            raise ConfigError("--engine spark predicts on one --data FILE or folder")
+        written, n = _spark_runs.predict(a.run, a.data[0], a.output, a.spark_master, a.sep)
+        console.print(f"{n} rows of predictions written to {written} (Parquet)", markup=False)
+        return 0
+    if a.spark_master is not None:
+        raise ConfigError("--spark-master needs --engine spark")
     run = load_run(a.run)
     data = data_files(a.data, list(run.declaration["sources"]))
     inputs = [data] if isinstance(data, str) else list(data.values())

@@ -142,6 +142,10 @@ class RunConfig(BaseModel):
     """MLflow's tracking URI (default: MLflow's own, sqlite:///mlflow.db); TensorBoard writes in RUN_DIR/tensorboard."""
     overwrite: StrictBool = False
     """Replace the run already in --out (all of it)."""
+    engine: Literal["memory", "spark"] = "memory"
+    """Where linear models are fitted: memory (NumPy), or spark (Apache Spark, extra multitask[spark]; docs/spark.md)."""
+    spark_master: str | None = None
+    """--engine spark: the Spark master URL, e.g. spark://host:7077 (default local[2])."""
 
     def __init__(self, **options: Any) -> None:
         try:
@@ -253,6 +257,10 @@ class RunConfig(BaseModel):
             raise ValueError("option 'poolable' is for wide form; long-form tasks are always poolable")
         if self.search is not None and not 1 <= self.search <= 100_000:
             raise ValueError(f"option 'search' must be a number of trials from 1 to 100000, got {self.search}")
+        if self.engine == "spark" and (self.model == AUTO or family_name(self.model) != "linear"):
+            raise ValueError(f"option 'engine': spark trains linear models (linear:NAME), not {self.model!r}")
+        if self.spark_master is not None and self.engine != "spark":
+            raise ValueError("option 'spark_master' needs --engine spark")
         if self.model == AUTO:
             if self.model_options:
                 raise ValueError("option 'model_options' does not apply to --model auto (each candidate has its own)")

@@ -295,6 +295,8 @@ def _train(cfg: RunConfig, resume: bool, data: BuiltinData | None, overwrite: bo
         from multitask._stream_run import train_streamed
 
         return train_streamed(cfg, resume, overwrite, tracking)  # type: ignore[return-value]
+    if cfg.engine != "memory":  # trained by multitask._spark_runs.train (`multitask train --engine spark`)
+        raise ConfigError(f"--engine {cfg.engine}: only `multitask train` fits on Spark; this verb trains in memory")
     if is_main_process():  # the other ranks of a torchrun job write nothing, and must not see rank 0's files
         out = prepare_out(cfg.out, resume=resume, overwrite=overwrite or cfg.overwrite, inputs=_inputs(cfg))
     else:

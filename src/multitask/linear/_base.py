@@ -193,14 +193,25 @@ class LinearMTL(BaseEstimator):
         # overflow shows as non-finite values, reported by DivergedError rather than as numpy warnings
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             problem = self._prepare(X, y, tasks)
-            data, losses, targets, classes, mean, backend = (
-                problem.data, problem.losses, problem.targets, problem.classes, problem.mean, problem.backend)
-            n_tasks, n_features = len(data.labels), X.shape[1]
+        target_means = np.array([float(np.mean(t)) for t in problem.targets])
+        return self._fit_backend(problem.backend, problem.mean, problem.data.labels, problem.losses, problem.classes,
+                                 target_means)
+
+    def _fit_backend(self, backend: Backend, mean: Array, labels: Any, losses: list[Loss],
+                     classes: list[Array | None], target_means: Array) -> LinearMTL:
+        """Solve on ``backend`` (the centred loss: features minus ``mean``); the rest of :meth:`fit`.
+
+        What any backend needs besides its loss: the task ``labels``, their losses and classes, and the mean
+        of each task's encoded targets (the intercepts start at their best constants).
+        """
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            n_tasks, n_features = len(labels), backend.n_features
             shape = (self._n_blocks, n_tasks, n_features)
             if self.warm_start and getattr(self, "_coef_parts", np.empty(0)).shape == shape:
                 coef0, intercept0 = self._coef_parts, self.intercept_ + self.coef_ @ mean
             else:
-                coef0, intercept0 = np.zeros(shape), self._initial_intercept(targets, losses)
+                coef0 = np.zeros(shape)
+                intercept0 = self._initial_intercept([np.array([m]) for m in target_means], losses)
             # small evaluations run faster on one BLAS thread (threads cost more than they save, worse when busy)
             small = getattr(backend, "work", float("inf")) < _SMALL_WORK
             counted = Counted(backend)
@@ -212,11 +223,11 @@ class LinearMTL(BaseEstimator):
         if not result.converged:
             warnings.warn(ConvergenceWarning(
                 f"{type(self).__name__} did not converge (max_iter={self.max_iter}, tol={self.tol}); "
-                "increase max_iter or tol, or standardize the features"), stacklevel=2)
+                "increase max_iter or tol, or standardize the features"), stacklevel=3)
         self._coef_parts = result.coef
         self.coef_ = result.coef.sum(axis=0)
         self.intercept_ = result.intercept
-        self.tasks_ = data.labels
+        self.tasks_ = labels
         self.n_tasks_ = n_tasks
         self.losses_ = [loss.name for loss in losses]
         self.task_classes_ = classes

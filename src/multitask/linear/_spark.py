@@ -1,0 +1,354 @@
+"""The loss of every linear formulation summed on Apache Spark's executors; the solver stays on the driver.
+
+:class:`SparkBackend` answers the :class:`~multitask.linear._backend.Backend` protocol over an RDD of
+blocks (a few thousand rows each, NumPy arrays): each evaluation is one Spark job whose partitions return
+``(loss, ∇W, ∇b)`` of their rows, summed with ``treeAggregate``. The proximal step, the formulations and the
+one FISTA are those of the in-memory fit. Squared-loss tasks need no job at all after the first pass:
+:func:`fit_spark` sums, per task, ``G_t = A_tᵀA_t``, ``A_tᵀy_t`` and ``||y_t||²`` (``A_t = [X_t, 1]``) over
+the data once, and their loss is the quadratic form of these sufficient statistics.
+
+    table = SparkTable.long(df, features=["x1", "x2"], target="y", task_column="school")
+    fit_spark(Lasso(alpha=0.01), table)   # then predict in memory, or on Spark (multitask predict --engine spark)
+
+Passes over the data: one for the statistics (task counts, classes, the feature means, the Gram matrices),
+then one per loss evaluation for the tasks whose loss is not squared (none when every task is squared);
+:attr:`SparkBackend.passes` counts them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from multitask.errors import DataError
+from multitask.linear._backend import _GRAM_MAX_FEATURES, Centered, _BatchedGram
+from multitask.linear._data import SMOOTHING, resolve_losses
+from multitask.linear._losses import LOSSES, Loss
+
+if TYPE_CHECKING:
+    from multitask.data._spark import SparkTable
+    from multitask.linear._base import LinearMTL
+
+Array = NDArray[np.float64]
+Block = dict[str, Any]
+
+
+# ---- the statistics pass ----------------------------------------------------------------------------------
+@dataclass
+class TaskStats:
+    """One task's sums over its labelled rows: count, targets, distinct values (up to 3), Gram statistics."""
+
+    count: int = 0
+    sum_y: float = 0.0
+    values: set[float] = field(default_factory=set)
+    gram: Array | None = None  # A_tᵀA_t, A_t = [X_t, 1]
+    cross: Array | None = None  # A_tᵀy_t
+    yy: float = 0.0
+    nonfinite_y: int = 0
+
+    def add(self, other: TaskStats) -> TaskStats:
+        self.count += other.count
+        self.sum_y += other.sum_y
+        self.values |= other.values
+        if len(self.values) > 3:
+            self.values = set(sorted(self.values)[:3])
+        self.nonfinite_y += other.nonfinite_y
+        self.yy += other.yy
+        if other.gram is not None:
+            self.gram = other.gram if self.gram is None else self.gram + other.gram
+            self.cross = other.cross if self.cross is None or other.cross is None else self.cross + other.cross
+        return self
+
+
+@dataclass
+class TableStats:
+    """Sums over every row: row count, feature sums, non-finite features per column, null task ids; per task."""
+
+    rows: int = 0
+    sum_x: Array | None = None
+    nonfinite_x: NDArray[np.int64] | None = None
+    null_tasks: int = 0
+    tasks: dict[Any, TaskStats] = field(default_factory=dict)
+
+    def add(self, other: TableStats) -> TableStats:
+        self.rows += other.rows
+        self.null_tasks += other.null_tasks
+        if other.sum_x is not None:
+            self.sum_x = other.sum_x if self.sum_x is None else self.sum_x + other.sum_x
+            assert other.nonfinite_x is not None
+            self.nonfinite_x = other.nonfinite_x if self.nonfinite_x is None else self.nonfinite_x + other.nonfinite_x
+        for label, s in other.tasks.items():
+            self.tasks[label] = self.tasks[label].add(s) if label in self.tasks else s
+        return self
+
+
+def _task_stats(X: Array, y: Array, gram: bool, A: Array | None = None, full: Array | None = None) -> TaskStats:
+    """Sums over the labelled rows (``y`` not NaN) of one task; ``A``/``full``: ``[X, 1]`` and its Gram if known."""
+    infinite = np.isinf(y)
+    labelled = ~np.isnan(y) & ~infinite
+    s = TaskStats(count=int(labelled.sum()), nonfinite_y=int(infinite.sum()))
+    if not labelled.all():
+        X, y, A, full = X[labelled], y[labelled], None, None
+    s.sum_y = float(y.sum())
+    s.values = set(np.unique(y)[:3].tolist())
+    if gram:
+        A = A if A is not None else np.hstack([X, np.ones((len(X), 1))])
+        s.gram = full if full is not None else A.T @ A
+        s.cross, s.yy = A.T @ y, float(y @ y)
+    return s
+
+
+def block_stats(block: Block, gram: bool) -> TableStats:
+    """The statistics of one block (long: ``task``, ``X``, ``y``; wide: ``X``, ``Y`` with NaN = missing)."""
+    X = block["X"]
+    out = TableStats(rows=len(X), sum_x=X.sum(axis=0), nonfinite_x=(~np.isfinite(X)).sum(axis=0).astype(np.int64))
+    if "Y" in block:
+        Y = block["Y"]
+        A = np.hstack([X, np.ones((len(X), 1))]) if gram else None
+        full = A.T @ A if A is not None else None
+        for j in range(Y.shape[1]):
+            out.tasks[j] = _task_stats(X, Y[:, j], gram, A, full)
+        return out
+    task, y = block["task"], block["y"]
+    present = block["task_valid"]
+    out.null_tasks = int((~present).sum())
+    if not present.all():
+        task, X, y = task[present], X[present], y[present]
+    labels, inverse = np.unique(task, return_inverse=True)
+    for k, label in enumerate(labels.tolist()):
+        rows = inverse == k
+        out.tasks[label] = _task_stats(X[rows], y[rows], gram)
+    return out
+
+
+# ---- the blocks the distributed loss is evaluated on -------------------------------------------------------
+@dataclass(frozen=True)
+class _Indexing:
+    """How raw blocks become evaluation blocks: distributed tasks' local index and target encoding."""
+
+    lookup: dict[Any, int]  # raw task label (long) or column (wide) -> local index
+    scale: Array  # encoded y = scale * y + shift (classes to 0/1; one-class smoothing)
+    shift: Array
+    loss_names: tuple[str, ...]  # per local task
+
+
+def index_block(block: Block, ix: _Indexing) -> Block:
+    """Keep the labelled rows of distributed tasks, with local task indices and encoded targets."""
+    X = block["X"]
+    if "Y" in block:
+        columns = sorted(ix.lookup, key=ix.lookup.__getitem__)
+        Y = block["Y"][:, columns]
+        mask = np.isfinite(Y)
+        keep = mask.any(axis=1)
+        Y = np.where(mask, Y * ix.scale + ix.shift, 0.0)[keep]
+        return {"X": X[keep], "Y": Y, "mask": mask[keep]}
+    known = np.fromiter((ix.lookup.get(t, -1) for t in block["task"].tolist()), dtype=np.intp, count=len(X))
+    keep = block["task_valid"] & (known >= 0) & np.isfinite(block["y"])
+    order = np.flatnonzero(keep)
+    order = order[np.argsort(known[order], kind="stable")]
+    task = known[order]
+    y = block["y"][order] * ix.scale[task] + ix.shift[task]
+    tasks, starts = np.unique(task, return_index=True)
+    names = np.array(ix.loss_names)[task] if len(task) else np.array([], dtype=str)
+    by_loss = {name: np.flatnonzero(names == name) for name in set(names.tolist())}
+    return {"X": X[order], "y": y, "task": task, "tasks": tasks, "starts": starts, "by_loss": by_loss}
+
+
+def evaluate_block(block: Block, W: Array, b: Array, inv_count: Array, loss_names: tuple[str, ...],
+                   grad: bool) -> tuple[float, Array, Array]:
+    """``(sum of weighted losses, ∇W, ∇b)`` of one evaluation block (zeros where a task has no rows)."""
+    X = block["X"]
+    gW, gb = np.zeros_like(W), np.zeros_like(b)
+    value = 0.0
+    if len(X) == 0:
+        return value, gW, gb
+    if "Y" in block:
+        Z = X @ W.T + b
+        weight = block["mask"] * inv_count
+        dZ = np.zeros_like(Z)
+        for name in set(loss_names):
+            cols = [j for j, n in enumerate(loss_names) if n == name]
+            loss = LOSSES[name]
+            value += float(np.sum(weight[:, cols] * loss.values(Z[:, cols], block["Y"][:, cols])))
+            if grad:
+                dZ[:, cols] = weight[:, cols] * loss.derivative(Z[:, cols], block["Y"][:, cols])
+        if grad:
+            gW, gb = dZ.T @ X, dZ.sum(axis=0)
+        return value, gW, gb
+    task, y = block["task"], block["y"]
+    z = np.einsum("ij,ij->i", X, W[task]) + b[task]
+    weight = inv_count[task]
+    dz = np.empty_like(z)
+    for name, rows in block["by_loss"].items():
+        loss = LOSSES[name]
+        value += float(weight[rows] @ loss.values(z[rows], y[rows]))
+        if grad:
+            dz[rows] = weight[rows] * loss.derivative(z[rows], y[rows])
+    if grad:
+        gW[block["tasks"]] = np.add.reduceat(X * dz[:, None], block["starts"], axis=0)
+        gb[block["tasks"]] = np.add.reduceat(dz, block["starts"])
+    return value, gW, gb
+
+
+def _add(a: tuple[float, Array, Array], b: tuple[float, Array, Array]) -> tuple[float, Array, Array]:
+    return a[0] + b[0], a[1] + b[1], a[2] + b[2]
+
+
+# ---- the backend --------------------------------------------------------------------------------------------
+class SparkBackend:
+    """Sum over tasks of each task's mean loss: Gram statistics on the driver, the other tasks on Spark.
+
+    ``gram`` serves the squared-loss tasks with no pass over the data; ``blocks`` (an RDD of evaluation
+    blocks, see :func:`index_block`) holds the rows of the ``distributed`` tasks, whose loss and gradient
+    are one ``treeAggregate`` job per evaluation. ``passes`` counts the jobs run so far.
+    """
+
+    def __init__(self, n_tasks: int, n_features: int, gram: _BatchedGram | None, blocks: Any,
+                 distributed: NDArray[np.intp], inv_count: Array, loss_names: tuple[str, ...],
+                 run_job: Callable[[Callable[[], Any]], Any], depth: int = 2) -> None:
+        self.n_tasks, self.n_features = n_tasks, n_features
+        self.gram, self.blocks, self.distributed = gram, blocks, distributed
+        self.inv_count, self.loss_names, self.depth = inv_count, loss_names, depth
+        self._run = run_job
+        self.passes = 0
+        self.work = float(len(gram.tasks) * (n_features + 1) ** 2) if gram is not None else 0.0
+
+    def _distributed(self, W: Array, b: Array, grad: bool) -> tuple[float, Array, Array]:
+        Wd, bd = W[self.distributed], b[self.distributed]
+        inv, names = self.inv_count, self.loss_names
+        zero = (0.0, np.zeros_like(Wd), np.zeros_like(bd))
+
+        def part(block: Block) -> tuple[float, Array, Array]:
+            return evaluate_block(block, Wd, bd, inv, names, grad)
+
+        self.passes += 1
+        result: tuple[float, Array, Array] = self._run(
+            lambda: self.blocks.map(part).treeAggregate(zero, _add, _add, depth=self.depth))
+        return result
+
+    def _evaluate(self, W: Array, b: Array, grad: bool) -> tuple[float, Array, Array]:
+        value, grad_W, grad_b = 0.0, np.zeros_like(W), np.zeros_like(b)
+        if self.gram is not None:
+            v, gW, gb = self.gram.evaluate(W, b, grad)
+            value += v
+            if grad:
+                assert gW is not None and gb is not None
+                grad_W[self.gram.tasks], grad_b[self.gram.tasks] = gW, gb
+        if len(self.distributed):
+            v, gW, gb = self._distributed(W, b, grad)
+            value += v
+            grad_W[self.distributed], grad_b[self.distributed] = gW, gb
+        return value, grad_W, grad_b
+
+    def loss(self, W: Array, b: Array) -> float:
+        return self._evaluate(W, b, grad=False)[0]
+
+    def loss_and_grad(self, W: Array, b: Array) -> tuple[float, Array, Array]:
+        return self._evaluate(W, b, grad=True)
+
+
+# ---- fitting an estimator on a Spark table -------------------------------------------------------------------
+def _encoding(label: Any, stats: TaskStats, loss: Loss, where: str) -> tuple[float, float, Array | None]:
+    """``(scale, shift, classes)`` of one task's targets: what :func:`~multitask.linear._data.encode_binary` does."""
+    if not loss.is_classification:
+        return 1.0, 0.0, None
+    values = sorted(stats.values)
+    if len(values) > 2:
+        raise DataError(f"{where}: task {label!r}: loss {loss.name!r} needs two classes, found more "
+                        f"({values[:3]}...)")
+    if len(values) == 2:
+        lo, hi = values
+        return 1.0 / (hi - lo), -lo / (hi - lo), np.array(values)
+    only = float(values[0])
+    classes = np.array([0.0, 1.0]) if only in (0.0, 1.0) else np.array([only, only])
+    positive = only != 0.0
+    if loss.name == "logistic":
+        share = (stats.count + SMOOTHING) / (stats.count + 2 * SMOOTHING)
+        return 0.0, share if positive else 1.0 - share, classes
+    return 0.0, float(positive), classes
+
+
+def fit_spark(estimator: LinearMTL, table: SparkTable, *, sufficient_statistics: bool = True) -> LinearMTL:
+    """Fit ``estimator`` (any :mod:`multitask.linear` formulation) on a Spark table; returns it, fitted.
+
+    The same problem as ``estimator.fit(X, y, tasks)`` in memory (long form: ``tasks`` are the task column;
+    wide form: one target column per task, a null or NaN target is a missing label; long form: a row whose
+    target is null is unlabelled). Tasks are sorted by label (long form) or in the order of the target
+    columns (wide form). Besides the usual fitted attributes, ``spark_passes_`` is the number of Spark jobs
+    over the data the fit ran.
+    """
+    estimator._check_params()
+    single_loss = isinstance(estimator.loss, str)
+    need_gram = (sufficient_statistics and table.width + 1 <= _GRAM_MAX_FEATURES
+                 and (not single_loss or estimator.loss == "squared"))
+    blocks = table.blocks()
+    stats: TableStats = table.run_job(lambda: blocks.map(lambda blk: block_stats(blk, need_gram))
+                                      .treeAggregate(TableStats(), TableStats.add, TableStats.add, depth=2))
+    passes = 1
+    where = table.where
+    if stats.null_tasks:
+        raise DataError(f"{where}: column {table.task_column!r} (task id) is null in {stats.null_tasks} rows; "
+                        "every row needs a task")
+    if stats.rows == 0 or stats.sum_x is None:
+        raise DataError(f"{where}: no rows")
+    assert stats.nonfinite_x is not None
+    bad = np.flatnonzero(stats.nonfinite_x)
+    if len(bad):
+        raise DataError(f"{where}: feature {table.feature_name(int(bad[0]))!r} is null, NaN or infinite in "
+                        f"{int(stats.nonfinite_x[bad[0]])} rows (features are never imputed)")
+    if table.form == "wide":
+        empty = [j for j in range(len(table.targets)) if stats.tasks[j].count == 0]
+        if empty:
+            raise DataError(f"{where}: task {table.targets[empty[0]]!r} (column {table.targets[empty[0]]!r}) "
+                            "has no labelled rows")
+        keys: list[Any] = list(range(len(table.targets)))
+        labels = np.asarray(table.targets)
+    else:
+        keys = sorted(stats.tasks)
+        labels = np.asarray(keys)
+        if not keys:
+            raise DataError(f"{where}: no labelled rows in column {table.target!r}")
+    losses = resolve_losses(estimator.loss, labels)
+    task_stats = [stats.tasks[k] for k in keys]
+    unlabelled = [label for label, s in zip(labels.tolist(), task_stats, strict=True) if s.count == 0]
+    if unlabelled:
+        raise DataError(f"{where}: task {unlabelled[0]!r} has no labelled rows")
+    for label, s in zip(labels.tolist(), task_stats, strict=True):
+        if s.nonfinite_y:
+            raise DataError(f"{where}: task {label!r}: the target is infinite in {s.nonfinite_y} rows")
+    encodings = [_encoding(label, s, loss, where)
+                 for label, s, loss in zip(labels.tolist(), task_stats, losses, strict=True)]
+    classes = [e[2] for e in encodings]
+    counts = np.array([s.count for s in task_stats], dtype=np.float64)
+    target_means = np.array([e[0] * s.sum_y / s.count + e[1] for e, s in zip(encodings, task_stats, strict=True)])
+    n_tasks, n_features = len(keys), table.width
+    gram_tasks = [t for t, (loss, s) in enumerate(zip(losses, task_stats, strict=True))
+                  if loss.name == "squared" and s.gram is not None]
+    gram = None
+    if gram_tasks:
+        gram = _BatchedGram(np.asarray(gram_tasks, dtype=np.intp),
+                            np.stack([task_stats[t].gram for t in gram_tasks]),  # type: ignore[misc]
+                            np.vstack([task_stats[t].cross for t in gram_tasks]),  # type: ignore[misc]
+                            np.array([task_stats[t].yy for t in gram_tasks]), 1.0 / counts[gram_tasks])
+    distributed = np.asarray([t for t in range(n_tasks) if t not in set(gram_tasks)], dtype=np.intp)
+    ix = _Indexing({keys[t]: j for j, t in enumerate(distributed)},
+                   np.array([encodings[t][0] for t in distributed]), np.array([encodings[t][1] for t in distributed]),
+                   tuple(losses[t].name for t in distributed))
+    evaluation = None
+    if len(distributed):
+        evaluation = blocks.map(lambda blk: index_block(blk, ix)).persist(table.storage_level())
+    backend = SparkBackend(n_tasks, n_features, gram, evaluation, distributed, 1.0 / counts[distributed],
+                           ix.loss_names, table.run_job)
+    mean = stats.sum_x / stats.rows if estimator.fit_intercept else np.zeros(n_features)
+    try:
+        estimator._fit_backend(Centered(backend, mean), mean, labels, losses, classes, target_means)
+    finally:
+        if evaluation is not None:
+            evaluation.unpersist()
+    estimator.n_features_in_ = n_features
+    estimator.spark_passes_ = passes + backend.passes
+    return estimator
