@@ -225,3 +225,16 @@ def test_a_primary_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
     saved = [torch.load(tmp_path / d / "checkpoint.pt", weights_only=True)["balancer"] for d in ("full", "cut")]
     assert all(torch.equal(saved[0][k], saved[1][k]) for k in saved[0])
     assert not torch.equal(saved[0]["lambdas"], torch.ones(3, dtype=torch.float64))
+
+
+def test_torchrun_and_streamed_validation_are_refused() -> None:
+    from multitask.train._distributed import Distributed
+    from multitask.train._lookahead import ValidationFeed
+
+    model, method = _Pooled(), AutoLambda(TASKS)
+    valid = Arrays({"x": np.zeros((4, 3), np.float32)}, {t: np.zeros(4, np.float32) for t in TASKS},
+                   {t: np.ones(4, bool) for t in TASKS}, {t: "x" for t in TASKS})
+    with pytest.raises(ConfigError, match="does not run under torchrun"):
+        ValidationFeed(model, [Task(t, "regression") for t in TASKS], method, valid, 4, 0, Distributed(0, 2))
+    with pytest.raises(ConfigError, match="not from a stream"):
+        ValidationFeed(model, [Task(t, "regression") for t in TASKS], method, object(), 4, 0, Distributed())

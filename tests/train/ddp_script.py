@@ -66,8 +66,10 @@ class UnitGradients:
 
 #: registered balancers that must also give the single-process result under torchrun
 REGISTERED = ("mgda", "mgda-ub", "pcgrad", "upgrad", "uncertainty", "dwa", "famo")
-#: every other registered balancer: one epoch each, same check
-OTHERS = tuple(n for n in BALANCERS.names() if n not in ("static", *REGISTERED))
+#: every other registered balancer: one epoch each, same check (not those that look ahead on validation batches,
+#: Auto-Lambda: they refuse torchrun with a ConfigError, tested in tests/balancing/test_auto_lambda.py)
+OTHERS = tuple(n for n in BALANCERS.names()
+               if n not in ("static", *REGISTERED) and not BALANCERS.get(n).needs_validation)
 
 
 def train_once(
