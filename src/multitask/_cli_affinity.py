@@ -75,7 +75,7 @@ def run_affinity(a: argparse.Namespace, console: Any) -> int:
         write_csv,
     )
     from multitask.affinity._measures import check_single_process
-    from multitask.cli import _key_values
+    from multitask.cli import _key_values, data_overrides
     from multitask.config import load_config
 
     measures = list(dict.fromkeys(a.measure))
@@ -93,13 +93,9 @@ def run_affinity(a: argparse.Namespace, console: Any) -> int:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: is a file, not a folder")
     overrides: dict[str, Any] = {
-        "data": a.data, "test_data": a.test_data, "dataset": a.dataset, "data_dir": a.data_dir, "tasks": a.task,
-        "task_column": a.task_column, "target": a.target, "task_kind": a.task_kind, "features": a.features,
-        "sep": a.sep, "valid_fraction": a.valid_fraction, "poolable": a.poolable, "model": a.model,
+        **data_overrides(a), "model": a.model,
         "train": {"epochs": a.epochs, "batch_size": a.batch_size, "lr": a.lr, "seed": a.seed, "progress": False},
     }
-    if a.dataset_option:
-        overrides["dataset_options"] = _key_values(a.dataset_option, "--dataset-option")
     if a.model_option:
         overrides["model_options"] = _key_values(a.model_option, "--model-option")
     cfg = load_config(a.config, overrides)

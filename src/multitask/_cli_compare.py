@@ -76,19 +76,15 @@ def _check_out(out: Path) -> None:
 
 def run(a: argparse.Namespace, console: Any) -> int:
     """Run ``multitask compare`` and print its leaderboard."""
-    from multitask.cli import _key_values
+    from multitask.cli import data_overrides
     from multitask.compare import compare
     from multitask.config import load_config
 
     overrides: dict[str, Any] = {
-        "data": a.data, "test_data": a.test_data, "dataset": a.dataset, "data_dir": a.data_dir, "tasks": a.task,
-        "task_column": a.task_column, "target": a.target, "task_kind": a.task_kind, "features": a.features,
-        "sep": a.sep, "valid_fraction": a.valid_fraction, "poolable": a.poolable,
+        **data_overrides(a),
         "train": {"epochs": a.epochs, "batch_size": a.batch_size, "lr": a.lr, "patience": a.patience,
                   "seed": a.seed, "threads": a.threads, "progress": False},
     }
-    if a.dataset_option:
-        overrides["dataset_options"] = _key_values(a.dataset_option, "--dataset-option")
     base = load_config(a.config, overrides)
     out = Path(a.out)
     _check_out(out)

@@ -34,21 +34,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(a: argparse.Namespace, console: Any) -> int:
     """Fine-tune, print the new task's metrics against training it alone; 0 on success."""
-    from pathlib import Path
 
-    import yaml
     from rich.table import Table
 
     from multitask.cli import _fmt
-    from multitask.finetune import finetune
+    from multitask.finetune import finetune, run_training
     from multitask.tasks import parse_task
-    from multitask.train import TrainConfig, is_main_process
+    from multitask.train import is_main_process
 
     task = parse_task(a.task)
-    saved = Path(a.run) / "config.yaml"
-    options = (yaml.safe_load(saved.read_text()) or {}).get("train") or {} if saved.is_file() else {}
-    changes = {"epochs": a.epochs, "lr": a.lr, "progress": False if a.quiet else None}
-    train = TrainConfig(**{**options, **{k: v for k, v in changes.items() if v is not None}})
+    train = run_training(a.run, epochs=a.epochs, lr=a.lr, progress=False if a.quiet else None)
     result = finetune(a.run, task, a.data, a.out, target=a.target, freeze_shared=a.freeze_shared, train=train,
                       valid_fraction=a.valid_fraction, sep=a.sep, overwrite=a.overwrite)
     if not is_main_process():

@@ -136,7 +136,7 @@ def _write(path: Path, text: str) -> None:
 def _compare(args: argparse.Namespace, console: Any) -> int:
     """Fit the all-in-one, grouped and single-task models and print the per-task table and delta_m."""
     from multitask._rundir import atomic_replace, strict_json
-    from multitask.cli import _key_values
+    from multitask.cli import _key_values, data_overrides
     from multitask.config import load_config
     from multitask.grouping import compare_groups
 
@@ -146,15 +146,10 @@ def _compare(args: argparse.Namespace, console: Any) -> int:
     if args.every < 1:
         raise ConfigError(f"--every {args.every}: must be at least 1")
     overrides: dict[str, Any] = {
-        "data": args.data, "test_data": args.test_data, "dataset": args.dataset, "data_dir": args.data_dir,
-        "tasks": args.task, "task_column": args.task_column, "target": args.target, "task_kind": args.task_kind,
-        "features": args.features, "sep": args.sep, "valid_fraction": args.valid_fraction, "poolable": args.poolable,
-        "model": args.model,
+        **data_overrides(args), "model": args.model,
         "train": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "patience": args.patience,
                   "seed": args.seed, "threads": args.threads, "progress": False},
     }
-    if args.dataset_option:
-        overrides["dataset_options"] = _key_values(args.dataset_option, "--dataset-option")
     if args.model_option:
         overrides["model_options"] = _key_values(args.model_option, "--model-option")
     if args.affinity is None:

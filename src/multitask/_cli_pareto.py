@@ -46,19 +46,15 @@ def run(a: argparse.Namespace, console: Any) -> int:
     """Train, evaluate and print the hypervolume of each front."""
     from rich.table import Table
 
-    from multitask.cli import _key_values
+    from multitask.cli import _key_values, data_overrides
     from multitask.config import load_config
     from multitask.pareto import pareto
 
     overrides: dict[str, Any] = {
-        "data": a.data, "test_data": a.test_data, "dataset": a.dataset, "data_dir": a.data_dir, "tasks": a.task,
-        "task_column": a.task_column, "target": a.target, "task_kind": a.task_kind, "features": a.features,
-        "sep": a.sep, "valid_fraction": a.valid_fraction, "poolable": a.poolable, "model": a.model,
+        **data_overrides(a), "model": a.model,
         "train": {"epochs": a.epochs, "batch_size": a.batch_size, "lr": a.lr, "patience": a.patience,
                   "seed": a.seed, "progress": False},
     }
-    if a.dataset_option:
-        overrides["dataset_options"] = _key_values(a.dataset_option, "--dataset-option")
     if a.model_option:
         overrides["model_options"] = _key_values(a.model_option, "--model-option")
     cfg = load_config(a.config, overrides)

@@ -62,7 +62,7 @@ def run(a: argparse.Namespace, console: Any) -> int:
     """Run ``multitask select``: print the evaluated subsets best first; write the record with ``--out``."""
     from multitask._cli_group import read_affinity
     from multitask.affinity import select_auxiliary
-    from multitask.cli import _key_values
+    from multitask.cli import _key_values, data_overrides
     from multitask.config import load_config
 
     out: Path | None = a.out
@@ -75,14 +75,7 @@ def run(a: argparse.Namespace, console: Any) -> int:
                               "give --overwrite")
     train: dict[str, Any] = {"epochs": a.epochs, "batch_size": a.batch_size, "lr": a.lr, "seed": a.seed,
                              "progress": False}
-    overrides: dict[str, Any] = {
-        "data": a.data, "test_data": a.test_data, "dataset": a.dataset, "data_dir": a.data_dir, "tasks": a.task,
-        "task_column": a.task_column, "target": a.target_column,
-        "task_kind": a.task_kind, "features": a.features, "sep": a.sep, "valid_fraction": a.valid_fraction,
-        "poolable": a.poolable, "model": a.model, "train": train,
-    }
-    if a.dataset_option:
-        overrides["dataset_options"] = _key_values(a.dataset_option, "--dataset-option")
+    overrides: dict[str, Any] = {**data_overrides(a, target="target_column"), "model": a.model, "train": train}
     if a.model_option:
         overrides["model_options"] = _key_values(a.model_option, "--model-option")
     cfg = load_config(a.config, overrides)

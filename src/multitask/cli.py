@@ -81,6 +81,20 @@ def _doc(field: str, train: bool = False) -> str:
     return (model.model_fields[field].description or "").replace("%", "%%")
 
 
+def data_overrides(a: argparse.Namespace, target: str = "target") -> dict[str, Any]:
+    """The run options of :func:`add_data_arguments`' flags (``--dataset-option`` parsed); ``target`` names the
+    argument holding the long form's target column, where a command gives ``--target`` another meaning."""
+    overrides: dict[str, Any] = {
+        "data": a.data, "test_data": a.test_data, "dataset": a.dataset, "data_dir": a.data_dir, "tasks": a.task,
+        "task_column": a.task_column, "target": getattr(a, target),
+        "task_kind": a.task_kind, "features": a.features, "sep": a.sep, "valid_fraction": a.valid_fraction,
+        "poolable": a.poolable,
+    }
+    if a.dataset_option:
+        overrides["dataset_options"] = _key_values(a.dataset_option, "--dataset-option")
+    return overrides
+
+
 def add_data_arguments(d: Any) -> None:
     """The data options (files, built-in data sets, task declarations), shared by ``train`` and ``compare``."""
     d.add_argument("--data", help=_doc("data"))
@@ -188,18 +202,7 @@ def _train_overrides(a: argparse.Namespace) -> dict[str, Any]:
     if a.dropout is not None:
         model_options["dropout"] = a.dropout
     overrides: dict[str, Any] = {
-        "data": a.data,
-        "test_data": a.test_data,
-        "dataset": a.dataset,
-        "data_dir": a.data_dir,
-        "tasks": a.task,
-        "task_column": a.task_column,
-        "target": a.target,
-        "task_kind": a.task_kind,
-        "features": a.features,
-        "sep": a.sep,
-        "valid_fraction": a.valid_fraction,
-        "poolable": a.poolable,
+        **data_overrides(a),
         "overwrite": a.overwrite,
         "model": a.model,
         "cv": a.cv,
@@ -233,8 +236,6 @@ def _train_overrides(a: argparse.Namespace) -> dict[str, Any]:
             "checkpoint_every": a.checkpoint_every,
         },
     }
-    if a.dataset_option:
-        overrides["dataset_options"] = _key_values(a.dataset_option, "--dataset-option")
     if model_options:
         overrides["model_options"] = model_options
     if a.group_option:

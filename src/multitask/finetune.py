@@ -53,7 +53,7 @@ from multitask.tasks import Task
 from multitask.train import TrainConfig, fit, is_main_process
 from multitask.train._checkpoint import load_model
 
-__all__ = ["FinetuneResult", "finetune"]
+__all__ = ["FinetuneResult", "finetune", "run_training"]
 
 
 @dataclass
@@ -99,6 +99,13 @@ class FinetuneResult:
 def _evaluating(module: torch.nn.Module, _: Any) -> None:
     """A forward pre-hook: the module runs in evaluation mode, whatever mode its network is in."""
     module.train(False)
+
+
+def run_training(run_dir: str | Path, **changes: Any) -> TrainConfig:
+    """The training options a run was trained with (its ``config.yaml``), with ``changes`` (None: kept)."""
+    path = Path(run_dir) / "config.yaml"
+    saved = (yaml.safe_load(path.read_text()) or {}).get("train") or {} if path.is_file() else {}
+    return TrainConfig(**{**saved, **{k: v for k, v in changes.items() if v is not None}})
 
 
 def _run_meta(run_dir: Path) -> dict[str, Any]:
@@ -168,8 +175,7 @@ def finetune(
     if task.name in {t.name for t in old_tasks}:
         raise ConfigError(f"--task {task.name}: the run already has a task {task.name!r}")
     if train is None:
-        saved = yaml.safe_load((source_dir / "config.yaml").read_text()) or {}
-        train = TrainConfig(**{k: v for k, v in (saved.get("train") or {}).items()})
+        train = run_training(source_dir)
     new_decl = _new_declaration(decl, task, target)
     if Path(out).resolve() == source_dir.resolve():  # before --overwrite could remove it
         raise ConfigError(f"--out {out}: is the run being fine-tuned; give a new folder")
