@@ -86,6 +86,19 @@ def test_beam_finds_blocks_of_twenty_tasks(seed: int) -> None:
     assert best_partition(noisy, k=5).score == pytest.approx(partition_score(noisy, groups))
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_greedy_finds_blocks_of_hundreds_of_tasks(seed: int) -> None:
+    sizes = [40, 25, 60, 35, 40]  # 200 tasks: the beam search would take minutes
+    a, groups = blocks(sizes, seed=seed)
+    p = best_partition(a)
+    assert p.method == "greedy"
+    assert p.groups == groups
+    noisy, groups = blocks(sizes, seed=seed, noise=0.1)
+    found = best_partition(noisy, k=5)
+    assert found.groups == groups
+    assert found.score == pytest.approx(partition_score(noisy, groups))
+
+
 @pytest.mark.parametrize("exact_limit", [12, 0], ids=["exact", "beam"])
 def test_noise_inside_a_block_splits_it_unless_k_is_fixed(exact_limit: int) -> None:
     """Averaging makes a uniform block worth the same as any split of it; noise then picks the strongest pairs."""
