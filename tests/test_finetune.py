@@ -151,3 +151,13 @@ def test_non_deep_runs_and_task_count_dependent_architectures_are_refused(tmp_pa
     with pytest.raises(ConfigError, match="depends on the number of tasks"):
         finetune(tmp_path / "cs", Task("z", "regression"), tmp_path / "z.csv", tmp_path / "ft2", train=FAST)
     assert not (tmp_path / "ft2" / "model.pt").exists()
+
+
+def test_run_trained_for_a_primary_task_takes_a_new_task(base: tuple[Path, Path], tmp_path: Path) -> None:
+    _, data = base
+    old = make_wide(300).drop(columns=["cls"])
+    old.to_csv(tmp_path / "old.csv", index=False)
+    train(RunConfig(data=str(tmp_path / "old.csv"), tasks=["y1:regression", "y2:binary"], out=str(tmp_path / "run"),
+                    train={**FAST.model_dump(), "primary": "y1"}))
+    result = finetune(tmp_path / "run", Task("z", "regression"), data, tmp_path / "ft", freeze_shared=True)
+    assert set(result.metrics) == {"z"}

@@ -176,6 +176,8 @@ def finetune(
         raise ConfigError(f"--task {task.name}: the run already has a task {task.name!r}")
     if train is None:
         train = run_training(source_dir)
+    # one task is trained: the run's primary task, monitored task and balancing method concern the old tasks
+    train = train.model_copy(update={"primary": None, "monitor": None, "balancer": "static", "balancer_options": {}})
     new_decl = _new_declaration(decl, task, target)
     if Path(out).resolve() == source_dir.resolve():  # before --overwrite could remove it
         raise ConfigError(f"--out {out}: is the run being fine-tuned; give a new folder")
