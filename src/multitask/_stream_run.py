@@ -6,6 +6,10 @@ a folder), :func:`~multitask.data.stream_fit.fit_stream` fits the preprocessing 
 batches from a :class:`~multitask.data.streaming.Stream`, and the metrics are computed from predictions made
 piece by piece (only targets and predictions are held, never the features). Everything is read and checked
 before anything is written.
+
+Under torchrun every rank reads its own pieces (the streams are sharded, :mod:`multitask.data.streaming`):
+the fit's summaries are gathered on every rank, the evaluation part's targets and predictions on rank 0, which
+computes the metrics and hands them to the other ranks.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from multitask.evaluate import Metrics, task_metrics
 from multitask.models import Model
 from multitask.tasks import Task
 from multitask.train import is_main_process
+from multitask.train._distributed import Distributed, setup_distributed
 
 
 def check_streamable(cfg: RunConfig) -> None:
@@ -83,13 +88,18 @@ def train_streamed(cfg: RunConfig, resume: bool = False, overwrite: bool = False
     def spec_of(frame: pd.DataFrame, where: str) -> DataSpec:
         return declare_wide(frame, tasks, cfg.features, where)
 
+    ddp = setup_distributed()
     table = Table(cfg.data, sep=cfg.sep)
     spec = spec_of(table.columns(), cfg.data)
-    pre, train, valid = fit_stream(table, spec_of, cfg.valid_fraction, cfg.train.seed, cfg.train.shuffle_buffer)
+    pre, train, valid = fit_stream(table, spec_of, cfg.valid_fraction, cfg.train.seed, cfg.train.shuffle_buffer,
+                                   group=ddp if ddp.enabled else None)
+    if ddp.enabled:
+        train.steps_per_epoch(cfg.train.batch_size)  # a process without training rows is refused before writing
     evaluation = valid
     if cfg.test_data is not None:
         test = Table(cfg.test_data, sep=cfg.sep)
-        evaluation = Stream(test, lambda f, w: spec_of(f, w), pre, "all", 0.0, 0, [], {}, dict(train.task_source))
+        evaluation = Stream(test, lambda f, w: spec_of(f, w), pre, "all", 0.0, 0, [], {}, dict(train.task_source),
+                            rank=ddp.rank, world_size=ddp.world_size)
     model = models.make(cfg)
     model.check(tasks, pre)
     if is_main_process():
@@ -111,7 +121,7 @@ def train_streamed(cfg: RunConfig, resume: bool = False, overwrite: bool = False
     if is_main_process():
         model.save(out)
     notes: dict[str, str] = {}
-    metrics = stream_metrics(model, tasks, evaluation, pre, notes)
+    metrics = stream_metrics(model, tasks, evaluation, pre, notes, ddp)
     result = RunResult(out, tasks, metrics, cfg.model, evaluated_on="test" if cfg.test_data else "valid",
                        description=f"{cfg.data} (streamed)", notes=notes)
     if is_main_process():
@@ -121,22 +131,43 @@ def train_streamed(cfg: RunConfig, resume: bool = False, overwrite: bool = False
 
 
 def stream_metrics(
-    model: Model, tasks: list[Task], stream: Stream, pre: Preprocessor, notes: dict[str, str] | None = None
+    model: Model,
+    tasks: list[Task],
+    stream: Stream,
+    pre: Preprocessor,
+    notes: dict[str, str] | None = None,
+    ddp: Distributed | None = None,
 ) -> Metrics:
-    """Per-task metrics over the labelled rows of ``stream``, predicted piece by piece (features never held)."""
-    targets: dict[str, list[np.ndarray]] = {t.name: [] for t in tasks}
-    masks: dict[str, list[np.ndarray]] = {t.name: [] for t in tasks}
-    predictions: dict[str, list[np.ndarray]] = {t.name: [] for t in tasks}
-    n = 0
-    for chunk in stream.chunks():
+    """Per-task metrics over the labelled rows of ``stream``, predicted piece by piece (features never held).
+
+    A stream sharded between ranks: each rank predicts its pieces, rank 0 gathers them in piece order (what one
+    process holds), computes the metrics and hands them (and ``notes``) to every rank.
+    """
+    parts = []  # (piece, {task: targets}, {task: masks}, {task: predictions})
+    for index, chunk in stream.numbered_chunks():
         if chunk.n_rows(chunk.sources[0]) == 0:
             continue
         out = model.predict(chunk)
-        for t in tasks:
-            targets[t.name].append(chunk.targets[t.name])
-            masks[t.name].append(chunk.masks[t.name])
-            predictions[t.name].append(out[t.name])
-        n += chunk.n_rows(chunk.sources[0])
+        parts.append((index, {t.name: chunk.targets[t.name] for t in tasks}, {t.name: chunk.masks[t.name] for t in tasks},
+                      {t.name: out[t.name] for t in tasks}))
+    if stream.world_size == 1:
+        return _metrics(tasks, parts, pre, notes)
+    assert ddp is not None
+    gathered = ddp.gather_object(parts)
+    result = None
+    if gathered is not None:
+        result = (_metrics(tasks, sorted((p for rank in gathered for p in rank), key=lambda p: p[0]), pre, notes), notes)
+    metrics, shared_notes = ddp.broadcast_object(result)
+    if notes is not None and shared_notes is not None:
+        notes.update(shared_notes)
+    return metrics
+
+
+def _metrics(tasks: list[Task], parts: list[Any], pre: Preprocessor, notes: dict[str, str] | None) -> Metrics:
+    targets = {t.name: [p[1][t.name] for p in parts] for t in tasks}
+    masks = {t.name: [p[2][t.name] for p in parts] for t in tasks}
+    predictions = {t.name: [p[3][t.name] for p in parts] for t in tasks}
+    n = sum(len(p[2][tasks[0].name]) for p in parts)
     source = next(iter(pre.sources))
     if n == 0:  # as in memory: no labelled rows here, so nothing is evaluated
         if notes is not None:

@@ -136,14 +136,23 @@ class Temperature:
     """
 
     tau: float = 2.0
+    #: the labelled rows ``n_t`` of each task, when they are known beyond ``data`` (a streamed run under
+    #: torchrun draws from each process's window with the counts of the whole training part); None: ``data``'s
+    counts: dict[str, int] | None = None
 
     def __post_init__(self) -> None:
         if not self.tau > 0:
             raise ConfigError(f"temperature must be > 0, got {self.tau}")
 
+    def with_counts(self, counts: dict[str, int]) -> Temperature:
+        """The same sampler with ``n_t`` taken from ``counts`` instead of the data drawn from."""
+        return Temperature(self.tau, dict(counts))
+
     def probabilities(self, data: Arrays) -> dict[str, float]:
-        """``p_t = n_t^(1/τ) / Σ_u n_u^(1/τ)`` over the tasks with at least one label."""
-        n = np.array([len(r) for r in _task_rows(data).values()], dtype=np.float64)
+        """``p_t = n_t^(1/τ) / Σ_u n_u^(1/τ)`` over the tasks with at least one label in ``data``."""
+        rows = _task_rows(data)
+        n = np.array([self.counts[t] if self.counts is not None else len(r) for t, r in rows.items()],
+                     dtype=np.float64)
         logits = np.log(n) / self.tau
         p = np.exp(logits - logits.max())
         p /= p.sum()

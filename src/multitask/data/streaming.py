@@ -23,16 +23,26 @@ labelled row once per epoch; ``uniform``, ``temperature`` and ``round-robin`` ap
 inside the window. Memory holds one window and one piece, whatever the number of rows. Everything is a pure
 function of ``(seed, epoch)``: a resumed run reads the same batches, and a :class:`Position` (epoch, window,
 piece and offset in it) lets it start reading where the checkpoint was taken.
+
+**Under torchrun** (a :class:`Stream` with ``world_size > 1``) each process reads only its own pieces. In
+each epoch the piece order is dealt to the processes (:func:`deal`: the same on every rank, balanced by
+training rows; CSV files: :func:`split` into contiguous runs, the same every epoch), each process fills its
+own windows and draws ``batch_size / world_size`` rows a step (:meth:`Stream.local_batch`), and every
+process takes the same number of steps, those of the smallest share (:meth:`Stream.steps_per_epoch`): the
+batches past it on the larger shares are left out of that epoch (a different subset each epoch, since the
+order is reshuffled). The one-pass fit, the validation losses and the metrics read contiguous runs of
+pieces (:func:`split`) and combine the processes' parts in piece order, which gives what one process
+computes.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -252,6 +262,63 @@ def is_valid_row(rows: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     return row_hash(rows, seed) < fraction
 
 
+# ---- sharding between processes ---------------------------------------------------------------------------------
+class Group(Protocol):
+    """The processes of a torchrun job, as the streams see them (:class:`multitask.train.Distributed`)."""
+
+    @property
+    def rank(self) -> int: ...
+
+    @property
+    def world_size(self) -> int: ...
+
+    def all_gather_object(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj``, in rank order, on every rank."""
+        ...
+
+
+def deal(rows: Sequence[int], order: Sequence[int], world_size: int) -> list[list[int]]:
+    """Each process's pieces: the pieces of ``order`` dealt to ``world_size`` processes, balanced by ``rows``.
+
+    Largest first: the pieces are taken by decreasing ``rows[i]`` (ties: earlier in ``order`` first), each
+    going to the process with the fewest rows so far (ties: the lowest rank), so the processes' totals differ
+    by at most the largest piece's rows. Each process keeps its pieces in ``order``'s order. A pure function
+    of its arguments: every rank computes every rank's share.
+    """
+    if world_size < 1:
+        raise ValueError(f"world_size must be >= 1, got {world_size}")
+    place = {piece: k for k, piece in enumerate(order)}
+    totals = [0] * world_size
+    owner: dict[int, int] = {}
+    for piece in sorted(order, key=lambda i: (-rows[i], place[i])):
+        rank = min(range(world_size), key=lambda r: (totals[r], r))
+        owner[piece] = rank
+        totals[rank] += rows[piece]
+    return [[piece for piece in order if owner[piece] == rank] for rank in range(world_size)]
+
+
+def split(rows: Sequence[int], world_size: int) -> list[list[int]]:
+    """Pieces ``0 … n-1`` cut into ``world_size`` contiguous runs of about equal ``rows``.
+
+    Piece ``i`` goes to process ``⌊W · (c_i - rows_i / 2) / total⌋`` with ``c_i`` the rows up to and with it
+    (its middle row's place in the total); a run can be empty when one piece spans more than a share.
+    """
+    if world_size < 1:
+        raise ValueError(f"world_size must be >= 1, got {world_size}")
+    total, seen, runs = sum(rows), 0, [[] for _ in range(world_size)]  # type: int, int, list[list[int]]
+    for i, n in enumerate(rows):
+        middle = (seen + n / 2) / total if total else (i + 0.5) / len(rows)
+        runs[min(int(world_size * middle), world_size - 1)].append(i)
+        seen += n
+    return runs
+
+
+def _steps(rows: int, window: int, batch_size: int) -> int:
+    """Batches of ``rows`` rows read in windows of ``window`` rows: ``ceil(rows / batch_size)`` per window."""
+    full, rest = divmod(rows, window)
+    return full * math.ceil(window / batch_size) + math.ceil(rest / batch_size)
+
+
 # ---- positions in a stream --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Position:
@@ -294,6 +361,9 @@ class Stream:
     labelled: dict[str, int]
     task_source: dict[str, str]
     shuffle_buffer: int = SHUFFLE_BUFFER
+    #: this process and the number of processes that share the pieces (see the module docstring)
+    rank: int = 0
+    world_size: int = 1
     #: where the window being read began, and the steps of it handed out (None between epochs)
     position: Position | None = field(default=None, repr=False)
     window_step: int = field(default=0, repr=False)
@@ -323,21 +393,71 @@ class Stream:
         return arrays
 
     def chunks(self, labelled_only: bool = True) -> Iterator[Arrays]:
-        """This part's rows, piece by piece in file order (for validation losses and metrics)."""
-        for piece, frame in self.table.read(self.table.pieces):
-            yield self.chunk(piece, frame, labelled_only)
+        """This part's rows, piece by piece in file order (for validation losses and metrics); under torchrun
+        this process's run of pieces (:meth:`evaluated`)."""
+        for _, chunk in self.numbered_chunks(labelled_only):
+            yield chunk
 
-    def order(self, epoch: int) -> list[int]:
-        """The epoch's piece order (indices into ``table.pieces``): drawn from ``(seed, epoch)`` for Parquet."""
+    def numbered_chunks(self, labelled_only: bool = True) -> Iterator[tuple[int, Arrays]]:
+        """``(piece number, its rows)`` of :meth:`chunks`, so that the processes' parts can be put in order."""
+        pieces = self.table.pieces
+        for piece, frame in self.table.read([pieces[i] for i in self.evaluated()]):
+            yield pieces.index(piece), self.chunk(piece, frame, labelled_only)
+
+    def evaluated(self) -> list[int]:
+        """The pieces this process reads for validation and metrics: all of them, or its contiguous run of
+        them under torchrun (:func:`split` by rows)."""
+        return split([p.rows for p in self.table.pieces], self.world_size)[self.rank]
+
+    def _epoch_order(self, epoch: int) -> list[int]:
         n = len(self.table.pieces)
         if not self.table.parquet:
             return list(range(n))
         return [int(i) for i in np.random.default_rng([self.seed, epoch, 0x5EED]).permutation(n)]
 
-    def steps_per_epoch(self, batch_size: int) -> int:
-        """Batches per epoch: ``ceil(rows / batch_size)`` for each window."""
-        full, rest = divmod(self.n_rows, self.shuffle_buffer)
-        return full * math.ceil(self.shuffle_buffer / batch_size) + math.ceil(rest / batch_size)
+    def shares(self, epoch: int) -> list[list[int]]:
+        """Every process's pieces in ``epoch``, in its reading order: the epoch's order dealt by
+        :func:`deal` (Parquet) or cut by :func:`split` (CSV), balanced by this part's rows."""
+        order = self._epoch_order(epoch)
+        if self.world_size == 1:
+            return [order]
+        if not self.table.parquet:
+            return split(self.rows, self.world_size)
+        return deal(self.rows, order, self.world_size)
+
+    def order(self, epoch: int) -> list[int]:
+        """This process's piece order in ``epoch`` (indices into ``table.pieces``): drawn from ``(seed, epoch)``
+        for Parquet (then dealt between processes under torchrun)."""
+        return self.shares(epoch)[self.rank]
+
+    def local_batch(self, batch_size: int, rank: int | None = None) -> int:
+        """Rows a step of process ``rank`` (default: this one) draws: ``batch_size`` split between processes."""
+        rank = self.rank if rank is None else rank
+        if batch_size < self.world_size:
+            raise ConfigError(
+                f"--batch-size {batch_size} is smaller than the {self.world_size} processes: each process draws "
+                "its own rows of every step under torchrun --stream; give a batch size of at least the processes"
+            )
+        return batch_size // self.world_size + (rank < batch_size % self.world_size)
+
+    def steps_per_epoch(self, batch_size: int, epoch: int = 0) -> int:
+        """Batches per epoch: ``ceil(rows / batch_size)`` for each window; under torchrun the fewest of any
+        process (every process takes that many steps)."""
+        if self.world_size == 1:
+            return _steps(self.n_rows, self.shuffle_buffer, batch_size)
+        shares = self.shares(epoch)
+        totals = [sum(self.rows[i] for i in share) for share in shares]
+        if min(totals) == 0:
+            empty = totals.index(0)
+            raise DataError(
+                f"{self.table.paths[0]}: process {empty} of {self.world_size} gets no labelled training rows in "
+                f"epoch {epoch + 1} ({len(self.table.pieces)} pieces in all): under torchrun --stream each process "
+                "reads its own row groups; write the data in more, smaller row groups (or files), or start fewer "
+                "processes (--nproc_per_node)"
+            )
+        return min(
+            _steps(total, self.shuffle_buffer, self.local_batch(batch_size, rank)) for rank, total in enumerate(totals)
+        )
 
     def batches(
         self, sampler: Sampler, batch_size: int, epoch: int, seed: int, start: Position | None = None
@@ -347,6 +467,10 @@ class Stream:
         ``start`` (a :class:`Position` of this epoch) skips the windows before it without reading their pieces.
         """
         order = self.order(epoch)
+        batch_size = self.local_batch(batch_size)
+        with_counts = getattr(sampler, "with_counts", None)
+        if self.world_size > 1 and callable(with_counts):
+            sampler = with_counts(self.labelled)  # the same task shares on every process: the global counts
         position = start if start is not None else Position(epoch)
         if position.epoch != epoch:
             raise ValueError(f"position of epoch {position.epoch} given for epoch {epoch}")
@@ -379,7 +503,8 @@ class Stream:
     def _window(
         self, data: Arrays, sampler: Sampler, batch_size: int, epoch: int, seed: int, window: int
     ) -> Iterator[tuple[Arrays, Rows]]:
-        salt = int(np.random.SeedSequence([seed, epoch, window]).generate_state(1)[0])
+        mine = [self.rank] if self.world_size > 1 else []  # each process's windows draw apart
+        salt = int(np.random.SeedSequence([seed, epoch, window, *mine]).generate_state(1)[0])
         self.window_step = 0
         for rows in sampler.batches(data, batch_size, epoch, salt):
             self.window_step += 1  # the steps of this window handed out so far

@@ -1,7 +1,8 @@
 """Running under ``torchrun``: process group, device, and each rank's share of a global batch.
 
 Every rank draws the same global batch from the deterministic sampler and keeps ``rows[rank::world]`` of
-each source. Per-task counts come from the global batch, so ``sum_local / count_global`` summed over ranks
+each source (a streamed table is sharded instead: each rank reads its own pieces and draws its own rows,
+:mod:`multitask.data.streaming`, and the per-task counts of the step are summed over ranks). Per-task counts come from the global batch, so ``sum_local / count_global`` summed over ranks
 is the single-process loss; DDP averages gradients, so the trainer scales each rank's gradient by
 ``world_size`` (see ``_trainer``). Gloo on CPU, NCCL on CUDA; the device is chosen here and only here.
 """
@@ -12,6 +13,7 @@ import atexit
 import logging
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -59,6 +61,31 @@ class Distributed:
             if on_device is not tensor:
                 tensor.copy_(on_device)
         return tensor
+
+
+    def all_gather_object(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj`` (picklable), in rank order, on every rank (``[obj]`` with one process)."""
+        if not self.enabled:
+            return [obj]
+        out: list[Any] = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def gather_object(self, obj: Any) -> list[Any] | None:
+        """Every rank's ``obj`` in rank order on rank 0; None on the other ranks."""
+        if not self.enabled:
+            return [obj]
+        out: list[Any] | None = [None] * self.world_size if self.is_main else None
+        dist.gather_object(obj, out, dst=0)
+        return out
+
+    def broadcast_object(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` (picklable) on every rank."""
+        if not self.enabled:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
 
 
 def is_main_process() -> bool:

@@ -6,7 +6,8 @@
 
 Launched by ``torchrun --nproc_per_node=2 ...`` the same call trains with DistributedDataParallel: every
 rank draws the same global batch, keeps its shard, and the gradient equals the single-process one up to
-summation order.
+summation order. A stream sharded between the ranks (:mod:`multitask.data.streaming`) gives each rank its
+own rows instead: the per-task counts of each step are summed over ranks.
 """
 
 from __future__ import annotations
@@ -113,6 +114,7 @@ def fit(
     weights = {t.name: t.weight for t in tasks}
     source_of = train.task_source
     main = ddp.is_main and run_dir is not None
+    sharded = _check_sharding(train, valid, ddp)
 
     # ---- model, optimizer, schedule ---------------------------------------------------------------------------
     model.to(ddp.device)
@@ -148,6 +150,7 @@ def fit(
                 method.load_state_dict(ckpt["balancer"])
             start_epoch, best_epoch, bad_epochs = ckpt["epoch"], ckpt["best_epoch"], ckpt["bad_epochs"]
             within = ckpt.get("partial")  # saved within an epoch (checkpoint_every)
+            _check_same_processes(within, train, Path(run_dir) / CHECKPOINT_FILE)
             best_model = upgrade_state_dict(model, ckpt["best_model"], ckpt["version"])
             best_score, history = ckpt["best_score"], ckpt["history"]
             if best_score is not None and not math.isfinite(best_score):
@@ -164,7 +167,8 @@ def fit(
     if valid is not None and ddp.is_main:
         _warn_unlabelled(tasks, valid, config.monitor)
 
-    steps = train.steps_per_epoch(config.batch_size) if isinstance(train, Stream) else steps_per_epoch(train, config.batch_size)
+    steps = train.steps_per_epoch(config.batch_size, start_epoch) if isinstance(train, Stream) \
+        else steps_per_epoch(train, config.batch_size)
     progress = _progress_bar(config.progress and ddp.is_main and sys.stderr.isatty())
     stopped_early = False
     collapsed_warned = False
@@ -174,6 +178,8 @@ def fit(
                 stopped_early = True
                 break
             t0 = time.perf_counter()
+            if isinstance(train, Stream):  # under torchrun the steps of the smallest share of this epoch
+                steps = train.steps_per_epoch(config.batch_size, epoch)
             torch.manual_seed(epoch_seed(config.seed, epoch))  # dropout is reproducible after resume
             net.train()
             lr = float(optimizer.param_groups[0]["lr"])
@@ -193,17 +199,22 @@ def fit(
                 weight_sum, weight_steps = within["weight_sum"].to(ddp.device), within["weight_steps"]
                 cosine_sum, cosine_steps = within["cosine_sum"].to(ddp.device), within["cosine_steps"].to(ddp.device)
                 gate_sum, gate_steps = dict(within["gate_sum"]), within["gate_steps"]
-                torch.random.set_rng_state(within["rng"])
+                torch.random.set_rng_state(
+                    within["positions"][ddp.rank]["rng"] if "positions" in within else within["rng"]
+                )
                 if within.get("cuda_rng") is not None and ddp.device.type == "cuda":
                     torch.cuda.set_rng_state(within["cuda_rng"], ddp.device)
             bar = progress.add_task(f"epoch {epoch + 1}/{config.epochs}", total=steps) if progress else None
 
             for step, (data, rows) in enumerate(epoch_batches(train, sampler, config, epoch, within), done + 1):
-                # labelled rows per task in the GLOBAL batch: the same on every rank, no communication
+                # labelled rows per task in the GLOBAL batch: the same on every rank (summed over the ranks'
+                # own batches when the stream is sharded)
                 count = {t.name: int(data.masks[t.name][rows[source_of[t.name]]].sum()) for t in tasks}
-                batches = [
-                    data.take(part).to(ddp.device) for part in split_rows(ddp.shard(rows), config.accumulate)
-                ]
+                if sharded:
+                    summed = ddp.all_reduce_sum(torch.tensor([count[t.name] for t in tasks], dtype=torch.int64))
+                    count = dict(zip([t.name for t in tasks], summed.tolist(), strict=True))
+                mine = rows if sharded else ddp.shard(rows)
+                batches = [data.take(part).to(ddp.device) for part in split_rows(mine, config.accumulate)]
                 optimizer.zero_grad(set_to_none=True)
                 method.begin_step(config.seed, epoch, step)
                 if feed is not None:  # a method that follows a validation loss looks ahead first
@@ -235,23 +246,26 @@ def fit(
                         f"{t.name} {v:.4g}" for t, v in zip(tasks, values.tolist(), strict=True)
                     )
                     progress.update(bar, advance=1, description=f"epoch {epoch + 1}/{config.epochs}  {shown}")
-                if main and config.checkpoint_every is not None and step % config.checkpoint_every == 0 and step < steps:
-                    assert run_dir is not None
-                    save_checkpoint(Path(run_dir) / CHECKPOINT_FILE, {
-                        "epoch": epoch, "model": _cpu_state(model), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "balancer": method.state_dict(),
-                        "balancer_type": _balancer_type(method), "best_score": best_score, "best_epoch": best_epoch,
-                        "best_model": best_model, "bad_epochs": bad_epochs, "history": history,
-                        "config": config.model_dump(),
-                        "partial": {
-                            "step": step, "sums": sums, "counts": counts, "rng": torch.random.get_rng_state(),
-                            "cuda_rng": torch.cuda.get_rng_state(ddp.device) if ddp.device.type == "cuda" else None,
-                            "weight_sum": weight_sum.cpu(), "weight_steps": weight_steps,
-                            "cosine_sum": cosine_sum.cpu(), "cosine_steps": cosine_steps.cpu(),
-                            "gate_sum": {k: v.cpu() for k, v in gate_sum.items()}, "gate_steps": gate_steps,
-                            **stream_position(train),
-                        },
-                    })
+                if (run_dir is not None and config.checkpoint_every is not None and step % config.checkpoint_every == 0
+                        and step < steps):
+                    where = stream_position(train, ddp)  # every rank takes part: the ranks' positions are gathered
+                    if main:
+                        assert run_dir is not None
+                        save_checkpoint(Path(run_dir) / CHECKPOINT_FILE, {
+                            "epoch": epoch, "model": _cpu_state(model), "optimizer": optimizer.state_dict(),
+                            "scheduler": scheduler.state_dict(), "balancer": method.state_dict(),
+                            "balancer_type": _balancer_type(method), "best_score": best_score, "best_epoch": best_epoch,
+                            "best_model": best_model, "bad_epochs": bad_epochs, "history": history,
+                            "config": config.model_dump(),
+                            "partial": {
+                                "step": step, "sums": sums, "counts": counts, "rng": torch.random.get_rng_state(),
+                                "cuda_rng": torch.cuda.get_rng_state(ddp.device) if ddp.device.type == "cuda" else None,
+                                "weight_sum": weight_sum.cpu(), "weight_steps": weight_steps,
+                                "cosine_sum": cosine_sum.cpu(), "cosine_steps": cosine_steps.cpu(),
+                                "gate_sum": {k: v.cpu() for k, v in gate_sum.items()}, "gate_steps": gate_steps,
+                                **where,
+                            },
+                        })
             within = None
             scheduler.step()
 
@@ -335,19 +349,61 @@ def epoch_batches(
     saved :class:`~multitask.data.streaming.Position` (the window's first piece and offset), never before it.
     """
     if isinstance(train, Stream):
-        start = Position.from_dict(partial["position"]) if partial is not None else None
-        skip = partial["window_step"] if partial is not None else 0
-        return itertools.islice(train.batches(sampler, config.batch_size, epoch, config.seed, start), skip, None)
+        saved = partial if partial is None or "positions" not in partial else partial["positions"][train.rank]
+        start = Position.from_dict(saved["position"]) if saved is not None else None
+        skip = saved["window_step"] if saved is not None else 0
+        # every rank stops at the same step: the steps of the epoch's smallest share (under torchrun)
+        left = train.steps_per_epoch(config.batch_size, epoch) - (partial["step"] if partial is not None else 0)
+        batches = train.batches(sampler, config.batch_size, epoch, config.seed, start)
+        return itertools.islice(batches, skip, skip + left)
     skip = partial["step"] if partial is not None else 0
     batches = ((train, rows) for rows in sampler.batches(train, config.batch_size, epoch, config.seed))
     return itertools.islice(batches, skip, None)
 
 
-def stream_position(train: Arrays | Stream) -> dict[str, Any]:
-    """Where a stream's reading stands (the window's start and the steps taken in it); nothing in memory."""
+def stream_position(train: Arrays | Stream, ddp: Distributed | None = None) -> dict[str, Any]:
+    """Where a stream's reading stands (the window's start and the steps taken in it); nothing in memory.
+
+    A stream sharded between ranks: every rank's, gathered (``positions``, in rank order, and ``world_size``);
+    every rank must call it at the same step.
+    """
     if not isinstance(train, Stream) or train.position is None:
         return {}
-    return {"position": train.position.to_dict(), "window_step": train.window_step}
+    here: dict[str, Any] = {"position": train.position.to_dict(), "window_step": train.window_step}
+    if train.world_size == 1:
+        return here
+    here["rng"] = torch.random.get_rng_state()  # the ranks' batches differ, and so may their random draws
+    assert ddp is not None
+    return {"positions": ddp.all_gather_object(here), "world_size": train.world_size}
+
+
+def _check_sharding(train: Arrays | Stream, valid: Arrays | Stream | None, ddp: Distributed) -> bool:
+    """Whether ``train`` is a stream sharded between the ranks (each reads its own pieces); streams sharded for
+    another number of processes than this run's are refused."""
+    for data in (train, valid):
+        if isinstance(data, Stream) and data.world_size > 1 and (data.world_size, data.rank) != (
+            ddp.world_size, ddp.rank
+        ):
+            raise ConfigError(
+                f"a stream sharded for rank {data.rank} of {data.world_size} processes is trained by rank {ddp.rank} "
+                f"of {ddp.world_size}"
+            )
+    return isinstance(train, Stream) and train.world_size > 1
+
+
+def _check_same_processes(partial: dict[str, Any] | None, train: Arrays | Stream, path: Path) -> None:
+    """A checkpoint taken within an epoch of a sharded stream resumes only with the same number of processes
+    (each rank's position is in its own share of the pieces); one taken at the end of an epoch resumes with
+    any number."""
+    if partial is None or not isinstance(train, Stream):
+        return
+    saved = int(partial.get("world_size", 1))
+    if saved != train.world_size:
+        raise ConfigError(
+            f"{path}: taken within an epoch of a streamed run of {saved} process(es); resume it with the same "
+            f"number of processes (torchrun --nproc_per_node), not {train.world_size}; or resume with any number "
+            "from a checkpoint at the end of an epoch (without --checkpoint-every)"
+        )
 
 
 
@@ -362,15 +418,17 @@ def validation_losses(
     """Mean loss of each task over its labelled rows of ``data`` (None for a task without labels).
 
     Under torchrun every rank computes it on all of ``data`` and takes rank 0's values, so that all ranks
-    make the same early-stopping decision.
+    make the same early-stopping decision; a stream sharded between the ranks is read by each rank in its own
+    run of pieces, and the pieces' sums are gathered and added in piece order, as one process adds them.
     """
     ddp = ddp or Distributed(device=next(model.parameters()).device)
     was_training = model.training
     model.eval()
-    sums = torch.zeros(len(tasks), dtype=torch.float64)
-    counts = torch.zeros(len(tasks), dtype=torch.float64)
-    for part in data.chunks() if isinstance(data, Stream) else [data]:
+    parts = data.numbered_chunks() if isinstance(data, Stream) else [(0, data)]
+    per_piece = []  # (piece, [(sums, counts) of each batch])
+    for index, part in parts:
         longest = max(part.n_rows(s) for s in part.sources)
+        done = []
         for start in range(0, longest, batch_size):
             rows = {
                 s: np.arange(start, min(start + batch_size, part.n_rows(s)), dtype=np.int64) for s in part.sources
@@ -378,10 +436,23 @@ def validation_losses(
             batch = part.take(rows).to(ddp.device)
             outputs = model(batch.inputs)
             batch_sums = task_loss_sums(tasks, outputs, batch.targets, batch.masks)
-            sums += torch.stack([batch_sums[t.name].detach().double().cpu() for t in tasks])
-            counts += torch.tensor([int(batch.masks[t.name].sum()) for t in tasks], dtype=torch.float64)
+            done.append((
+                torch.stack([batch_sums[t.name].detach().double().cpu() for t in tasks]),
+                torch.tensor([int(batch.masks[t.name].sum()) for t in tasks], dtype=torch.float64),
+            ))
+        per_piece.append((index, done))
     model.train(was_training)
-    ddp.broadcast(sums)
+    sharded = isinstance(data, Stream) and data.world_size > 1
+    if sharded:
+        per_piece = sorted((p for rank in ddp.all_gather_object(per_piece) for p in rank), key=lambda p: p[0])
+    sums = torch.zeros(len(tasks), dtype=torch.float64)
+    counts = torch.zeros(len(tasks), dtype=torch.float64)
+    for _, done in per_piece:
+        for batch_sum, batch_count in done:
+            sums += batch_sum
+            counts += batch_count
+    if not sharded:
+        ddp.broadcast(sums)
     return {t.name: _mean(sums[i], counts[i]) for i, t in enumerate(tasks)}
 
 
