@@ -150,7 +150,6 @@ def fit(
                 method.load_state_dict(ckpt["balancer"])
             start_epoch, best_epoch, bad_epochs = ckpt["epoch"], ckpt["best_epoch"], ckpt["bad_epochs"]
             within = ckpt.get("partial")  # saved within an epoch (checkpoint_every)
-            _check_same_processes(within, train, Path(run_dir) / CHECKPOINT_FILE)
             best_model = upgrade_state_dict(model, ckpt["best_model"], ckpt["version"])
             best_score, history = ckpt["best_score"], ckpt["history"]
             if best_score is not None and not math.isfinite(best_score):
@@ -159,6 +158,7 @@ def fit(
             raise CheckpointError(
                 f"{Path(run_dir) / CHECKPOINT_FILE}: does not fit this model: {e}"
             ) from None
+        _check_same_processes(within, train, Path(run_dir) / CHECKPOINT_FILE)
         log.info("resuming from %s after epoch %d", Path(run_dir) / CHECKPOINT_FILE, start_epoch)
     if main:
         assert run_dir is not None
