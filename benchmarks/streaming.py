@@ -19,7 +19,9 @@ is ``rows × 40 × 4`` bytes (160 MB at 1M rows).
 * wall time of the whole command (reading, fitting the preprocessing, training, metrics).
 
 With ``--nproc 2`` the training runs under ``torchrun --standalone --nproc_per_node 2`` (gloo, one thread
-per process) and the peak is that of the largest single process.
+per process) and the peak is that of the largest single process; each worker's own peak (VmHWM, read from
+/proc every half second while it runs) is reported too (``peak_rss_per_process_mb``). With ``--stream`` each
+process reads only its own row groups (see docs/training.md, "Data larger than memory").
 
 With ``--limit-s`` (for tables too large to train through on a shared machine) the ``--stream`` run is
 stopped after that many seconds; its peak resident set (VmHWM, read each second from /proc) covers the
@@ -130,16 +132,57 @@ def run_once(path: Path, mode: str, epochs: int, nproc: int, extra: list[str]) -
         env = {**os.environ, "OMP_NUM_THREADS": "1" if nproc > 1 else os.environ.get("OMP_NUM_THREADS", "2")}
         rss = Path(tmp) / "maxrss"
         start = time.perf_counter()
-        done = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(rss), *launcher, *args],
-                              capture_output=True, text=True, env=env)
-        wall = time.perf_counter() - start
-        if done.returncode != 0:
-            raise SystemExit(f"{mode} failed:\n{done.stderr[-3000:]}")
+        with tempfile.TemporaryFile("w+") as err:
+            child = subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", str(rss), *launcher, *args],
+                                     stdout=subprocess.DEVNULL, stderr=err, text=True, env=env)
+            workers: dict[int, int] = {}  # pid -> its peak resident set (KiB), for the processes that train
+            while child.poll() is None:
+                for pid in _descendants(child.pid):
+                    hwm = _vm_hwm(pid)
+                    if hwm is not None and _is_worker(pid):
+                        workers[pid] = max(workers.get(pid, 0), hwm)
+                time.sleep(0.5)
+            wall = time.perf_counter() - start
+            if child.returncode != 0:
+                err.seek(0)
+                raise SystemExit(f"{mode} failed:\n{err.read()[-3000:]}")
         peak = int(rss.read_text().split()[-1])  # KiB: the largest resident set of the command or a child of it
         log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
         seconds = [r["seconds"] for r in log]
         metrics = json.loads((out / "metrics.json").read_text())["tasks"]
-    return {"peak_mb": peak / 1024, "epoch_s": min(seconds), "wall_s": wall, "metrics": metrics}  # type: ignore[dict-item]
+    return {"peak_mb": peak / 1024, "epoch_s": min(seconds), "wall_s": wall, "metrics": metrics,  # type: ignore[dict-item]
+            "per_process_mb": sorted((round(v / 1024, 1) for v in workers.values()), reverse=True)}  # type: ignore[dict-item]
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (from /proc/PID/task/*/children)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for task in Path(f"/proc/{p}/task").glob("*/children"):
+            try:
+                children = [int(c) for c in task.read_text().split()]
+            except OSError:
+                continue
+            out.extend(children)
+            todo.extend(children)
+    return out
+
+
+def _vm_hwm(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/status").read_text().split("VmHWM:")[1].split()[0])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _is_worker(pid: int) -> bool:
+    """A process running ``multitask`` itself (not /usr/bin/time, nor torchrun's launcher)."""
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"multitask" in cmd and b"torch.distributed.run" not in cmd
 
 
 def main() -> None:
@@ -177,6 +220,7 @@ def main() -> None:
         print(json.dumps({
             "mode": mode, "rows": rows, "nproc": a.nproc, "epochs": a.epochs,
             "peak_rss_mb": round(res["peak_mb"], 1), "peak_over_raw_float32": round(res["peak_mb"] / raw_mb, 2),
+            "peak_rss_per_process_mb": res["per_process_mb"],
             "rows_per_s": round(train_rows / res["epoch_s"]), "epoch_s": round(res["epoch_s"], 1),
             "wall_s": round(res["wall_s"], 1), "metrics": res["metrics"],
         }), flush=True)

@@ -28,6 +28,7 @@ from multitask.data.streaming import Table
 from multitask.models._deep import Deep
 from multitask.nn import HardSharing, InputSpec
 from multitask.train import TrainConfig, fit, validation_losses
+from multitask.train import _trainer as trainer
 from multitask.train._distributed import setup_distributed
 
 TASKS = [Task("y1", "regression"), Task("y2", "binary"), Task("cls", "multiclass")]
@@ -45,27 +46,28 @@ class Stop(Exception):
     pass
 
 
-class StopAfter:
-    """Proportional sampling that fails after ``n`` batches in all (a run killed mid-epoch, on every rank)."""
+class StopAt:
+    """The trainer's check of each step's losses, failing at the ``n``-th step in all: a run killed within a
+    step, on every rank (the batches of a sharded stream are drawn ahead, so a sampler that fails would stop
+    the run earlier than its step)."""
 
     def __init__(self, n: int) -> None:
         self.n = n
+        self.check = trainer._check_step
 
-    def batches(self, data, batch_size, epoch, seed):  # type: ignore[no-untyped-def]
-        for rows in Proportional().batches(data, batch_size, epoch, seed):
-            if self.n == 0:
-                raise Stop
-            self.n -= 1
-            yield rows
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        self.n -= 1
+        if self.n == 0:
+            raise Stop
+        self.check(*args, **kwargs)
 
 
-def train(streams: tuple[Any, Any, Any], run_dir: Path, sampler: Any = None, resume: bool = False) -> Any:
+def train(streams: tuple[Any, Any, Any], run_dir: Path, resume: bool = False) -> Any:
     pre, train_part, valid = streams
     torch.manual_seed(0)
     model = HardSharing(InputSpec.of_sources(pre.input_shapes()), TASKS, train_part.task_source, pre.output_sizes(),
                         hidden=[16], dropout=0.0)
-    return fit(model, TASKS, train_part, valid, TrainConfig(**CONFIG), run_dir=run_dir, resume=resume,
-               sampler=sampler)
+    return fit(model, TASKS, train_part, valid, TrainConfig(**CONFIG), run_dir=run_dir, resume=resume)
 
 
 def main(data: Path, out: Path) -> None:
@@ -96,12 +98,14 @@ def main(data: Path, out: Path) -> None:
 
     # ---- a run, a killed run and its resumption --------------------------------------------------------------------
     full = train(streams, out / "full")
-    stop_at = train_part.steps_per_epoch(32, 0) + INTO_SECOND_EPOCH
+    trainer._check_step = StopAt(train_part.steps_per_epoch(32, 0) + INTO_SECOND_EPOCH + 1)  # type: ignore[assignment]
     try:
-        train(streams, out / "killed", sampler=StopAfter(stop_at))
+        train(streams, out / "killed")
         raise AssertionError("the killed run was not stopped")
     except Stop:
         pass
+    finally:
+        trainer._check_step = trainer._check_step.check  # type: ignore[attr-defined]
     if ddp.is_main:
         shutil.copytree(out / "killed", out / "killed_copy")  # for the test's resumption with one process
         result["killed"] = torch.load(out / "killed" / "checkpoint.pt", weights_only=True)["partial"]

@@ -206,13 +206,14 @@ def fit(
                     torch.cuda.set_rng_state(within["cuda_rng"], ddp.device)
             bar = progress.add_task(f"epoch {epoch + 1}/{config.epochs}", total=steps) if progress else None
 
-            for step, (data, rows) in enumerate(epoch_batches(train, sampler, config, epoch, within), done + 1):
-                # labelled rows per task in the GLOBAL batch: the same on every rank (summed over the ranks'
-                # own batches when the stream is sharded)
-                count = {t.name: int(data.masks[t.name][rows[source_of[t.name]]].sum()) for t in tasks}
-                if sharded:
-                    summed = ddp.all_reduce_sum(torch.tensor([count[t.name] for t in tasks], dtype=torch.int64))
-                    count = dict(zip([t.name for t in tasks], summed.tolist(), strict=True))
+            drawn = epoch_batches(train, sampler, config, epoch, within)
+            for step, (data, rows, count, here) in enumerate(
+                sharded_steps(drawn, train, tasks, ddp) if sharded and isinstance(train, Stream)
+                else ((d, r, None, None) for d, r in drawn),
+                done + 1,
+            ):
+                if count is None:  # labelled rows per task in the GLOBAL batch: the same on every rank
+                    count = {t.name: int(data.masks[t.name][rows[source_of[t.name]]].sum()) for t in tasks}
                 mine = rows if sharded else ddp.shard(rows)
                 batches = [data.take(part).to(ddp.device) for part in split_rows(mine, config.accumulate)]
                 optimizer.zero_grad(set_to_none=True)
@@ -248,7 +249,7 @@ def fit(
                     progress.update(bar, advance=1, description=f"epoch {epoch + 1}/{config.epochs}  {shown}")
                 if (run_dir is not None and config.checkpoint_every is not None and step % config.checkpoint_every == 0
                         and step < steps):
-                    where = stream_position(train, ddp)  # every rank takes part: the ranks' positions are gathered
+                    where = stream_position(train, ddp, here)  # every rank takes part: the positions are gathered
                     if main:
                         assert run_dir is not None
                         save_checkpoint(Path(run_dir) / CHECKPOINT_FILE, {
@@ -361,20 +362,56 @@ def epoch_batches(
     return itertools.islice(batches, skip, None)
 
 
-def stream_position(train: Arrays | Stream, ddp: Distributed | None = None) -> dict[str, Any]:
+#: steps whose per-task counts a sharded stream sums over the ranks in one all-reduce
+COUNT_BLOCK = 32
+
+
+def sharded_steps(
+    drawn: Iterator[tuple[Arrays, Rows]], train: Stream, tasks: list[Task], ddp: Distributed, block: int = COUNT_BLOCK
+) -> Iterator[tuple[Arrays, Rows, dict[str, int], dict[str, Any]]]:
+    """``(data, rows, count, here)`` of each step of a stream sharded between ranks: ``count`` the labelled rows
+    of each task in the global batch (the ranks' own batches summed), ``here`` where the stream stood at the
+    step (:func:`stream_position`).
+
+    The counts of ``block`` steps are summed in one all-reduce (one collective per step would cost as much
+    as the step's own gradient all-reduce); every rank takes the same number of steps, so the blocks agree.
+    The steps drawn ahead hold their windows: at most ``block`` steps' rows and one window more.
+    """
+    names = [t.name for t in tasks]
+    while True:
+        ahead = []
+        for data, rows in itertools.islice(drawn, block):
+            assert train.position is not None
+            here = {"position": train.position.to_dict(), "window_step": train.window_step}
+            ahead.append((data, rows, here))
+        if not ahead:
+            return
+        local = torch.tensor(
+            [[int(d.masks[n][r[train.task_source[n]]].sum()) for n in names] for d, r, _ in ahead], dtype=torch.int64
+        )
+        ddp.all_reduce_sum(local)
+        for (data, rows, here), counts in zip(ahead, local.tolist(), strict=True):
+            yield data, rows, dict(zip(names, counts, strict=True)), here
+        if len(ahead) < block:
+            return
+
+
+def stream_position(
+    train: Arrays | Stream, ddp: Distributed | None = None, here: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Where a stream's reading stands (the window's start and the steps taken in it); nothing in memory.
 
-    A stream sharded between ranks: every rank's, gathered (``positions``, in rank order, and ``world_size``);
-    every rank must call it at the same step.
+    A stream sharded between ranks: every rank's (``here``, recorded by :func:`sharded_steps` when the step
+    was drawn), gathered (``positions``, in rank order, and ``world_size``); every rank must call it at the
+    same step.
     """
     if not isinstance(train, Stream) or train.position is None:
         return {}
-    here: dict[str, Any] = {"position": train.position.to_dict(), "window_step": train.window_step}
     if train.world_size == 1:
-        return here
-    here["rng"] = torch.random.get_rng_state()  # the ranks' batches differ, and so may their random draws
-    assert ddp is not None
-    return {"positions": ddp.all_gather_object(here), "world_size": train.world_size}
+        return {"position": train.position.to_dict(), "window_step": train.window_step}
+    assert ddp is not None and here is not None
+    mine = {**here, "rng": torch.random.get_rng_state()}  # the ranks' batches differ, and so may their draws
+    return {"positions": ddp.all_gather_object(mine), "world_size": train.world_size}
 
 
 def _check_sharding(train: Arrays | Stream, valid: Arrays | Stream | None, ddp: Distributed) -> bool:
