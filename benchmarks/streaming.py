@@ -4,6 +4,7 @@
     python -m benchmarks.streaming run --path /tmp/mt_stream/1m.parquet --modes memory,stream --epochs 1
     python -m benchmarks.streaming run --path /tmp/mt_stream/1m.parquet --modes stream --nproc 2
     python -m benchmarks.streaming run --path /tmp/mt_stream/20m.parquet --limit-s 900
+    python -m benchmarks.streaming read --path /tmp/mt_stream/1m.parquet --nproc 2
 
 ``generate`` writes a wide table (40 float32 features, one categorical column of 12 levels, 5 tasks: 3
 regression with 10 % of labels missing, 1 binary, 1 multiclass) in row groups of 100,000 rows, built row
@@ -22,6 +23,11 @@ With ``--nproc 2`` the training runs under ``torchrun --standalone --nproc_per_n
 per process) and the peak is that of the largest single process; each worker's own peak (VmHWM, read from
 /proc every half second while it runs) is reported too (``peak_rss_per_process_mb``). With ``--stream`` each
 process reads only its own row groups (see docs/training.md, "Data larger than memory").
+
+``read`` times what ``--stream`` does besides the model's arithmetic, in each process: the one-pass
+preprocessing fit and one epoch of reading, encoding and drawing batches (``Stream.batches``, no training
+step), with ``--nproc N`` under ``torchrun --standalone --nproc_per_node N`` (each process reading its own
+row groups) or in one process.
 
 With ``--limit-s`` (for tables too large to train through on a shared machine) the ``--stream`` run is
 stopped after that many seconds; its peak resident set (VmHWM, read each second from /proc) covers the
@@ -185,6 +191,34 @@ def _is_worker(pid: int) -> bool:
     return b"multitask" in cmd and b"torch.distributed.run" not in cmd
 
 
+def read_worker(path: Path, batch_size: int) -> None:
+    """One process of ``read``: the fit and one epoch of batches, timed; rank 0 prints every rank's times."""
+    from multitask import Task
+    from multitask.data.reading import declare_wide
+    from multitask.data.sampling import Proportional
+    from multitask.data.stream_fit import fit_stream
+    from multitask.data.streaming import Table
+    from multitask.train._distributed import setup_distributed
+
+    ddp = setup_distributed()
+    tasks = [Task(name, kind) for name, kind in (TASKS[i + 1].split(":") for i in range(0, len(TASKS), 2))]
+    start = time.perf_counter()
+    _, train, _ = fit_stream(Table(path), lambda f, w: declare_wide(f, tasks, None, w), 0.2, 0,
+                             group=ddp if ddp.enabled else None)
+    fitted = time.perf_counter()
+    rows = steps = 0
+    for _, batch in train.batches(Proportional(), batch_size, 0, 0):
+        rows += len(batch["data"])
+        steps += 1
+    done = time.perf_counter()
+    mine = {"rank": ddp.rank, "fit_s": round(fitted - start, 2), "epoch_read_s": round(done - fitted, 2),
+            "rows": rows, "batches": steps, "steps_all_ranks_take": train.steps_per_epoch(batch_size, 0),
+            "peak_rss_mb": round((_vm_hwm(os.getpid()) or 0) / 1024, 1)}
+    every = ddp.all_gather_object(mine)
+    if ddp.is_main:
+        print(json.dumps({"nproc": ddp.world_size, "processes": every}), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -198,7 +232,25 @@ def main() -> None:
     r.add_argument("--nproc", type=int, default=1)
     r.add_argument("--extra", default="", help="more train flags, space-separated")
     r.add_argument("--limit-s", type=float, help="stream only: stop after this many seconds, report the peak so far")
+    rd = sub.add_parser("read")
+    rd.add_argument("--path", type=Path, required=True)
+    rd.add_argument("--nproc", type=int, default=1)
+    rd.add_argument("--batch-size", type=int, default=512)
+    w = sub.add_parser("read-worker")
+    w.add_argument("--path", type=Path, required=True)
+    w.add_argument("--batch-size", type=int, default=512)
     a = parser.parse_args()
+    if a.command == "read-worker":
+        read_worker(a.path, a.batch_size)
+        return
+    if a.command == "read":
+        args = ["-m", "benchmarks.streaming", "read-worker", "--path", str(a.path), "--batch-size", str(a.batch_size)]
+        launcher = [sys.executable]
+        if a.nproc > 1:
+            launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={a.nproc}"]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        subprocess.run([*launcher, *args], check=True, env=env)
+        return
     if a.command == "generate":
         start = time.perf_counter()
         generate(a.rows, a.path)
