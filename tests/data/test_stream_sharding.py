@@ -284,3 +284,25 @@ def test_validation_losses_and_metrics_of_processes_are_those_of_one_process(une
             assert losses == one_losses  # the pieces' sums added in piece order: exactly one process's
             assert metrics == one_metrics and notes == one_notes
     assert all(v is not None for v in one_losses.values())
+
+
+def test_csv_ranks_read_contiguous_runs_of_chunks_and_cover_every_training_row(tmp_path: Path) -> None:
+    csv = tmp_path / "wide.csv"
+    frame().to_csv(csv, index=False)
+    pre, train, _ = fit_stream(Table(csv, chunk_rows=200), spec_of, 0.25, 7, 128)
+    shares = [_shard(train, r, 2) for r in range(2)]
+    assert [s.order(0) for s in shares] == [[0, 1, 2], [3, 4, 5]] == [s.order(1) for s in shares]
+    drawn = [i for s in shares for d, r in s.batches(Proportional(), 64, 0, 1) for i in ids(d, pre, r["data"])]
+    assert sorted(drawn) == list(np.flatnonzero(~is_valid_row(np.arange(N), 0.25, 7)))
+
+
+def test_a_checkpoint_within_an_epoch_resumes_with_the_processes_that_wrote_it(uneven: Path) -> None:
+    from multitask.train._trainer import _check_same_processes
+
+    _, train, _ = fit_stream(Table(uneven), spec_of, 0.25, 7, 128)
+    path = Path("run/checkpoint.pt")
+    _check_same_processes(None, _shard(train, 0, 2), path)  # the end of an epoch: any number of processes
+    _check_same_processes({"step": 3, "position": {}}, train, path)
+    with pytest.raises(ConfigError, match=r"of 1 process\(es\); resume it with the same number of processes "
+                                          r"\(torchrun --nproc_per_node\), not 2"):
+        _check_same_processes({"step": 3, "position": {}}, _shard(train, 0, 2), path)

@@ -465,6 +465,8 @@ class Stream:
         """``(window, rows)`` for each step of the epoch; ``self.position`` is where the current window began.
 
         ``start`` (a :class:`Position` of this epoch) skips the windows before it without reading their pieces.
+        Under torchrun: this process's pieces (:meth:`order`) and :meth:`local_batch` rows a step, to the end of
+        its share; the trainer stops every process at :meth:`steps_per_epoch`.
         """
         order = self.order(epoch)
         batch_size = self.local_batch(batch_size)
