@@ -400,9 +400,9 @@ class Stream:
 
     def numbered_chunks(self, labelled_only: bool = True) -> Iterator[tuple[int, Arrays]]:
         """``(piece number, its rows)`` of :meth:`chunks`, so that the processes' parts can be put in order."""
-        pieces = self.table.pieces
-        for piece, frame in self.table.read([pieces[i] for i in self.evaluated()]):
-            yield pieces.index(piece), self.chunk(piece, frame, labelled_only)
+        mine = self.evaluated()
+        for i, (piece, frame) in zip(mine, self.table.read([self.table.pieces[i] for i in mine]), strict=True):
+            yield i, self.chunk(piece, frame, labelled_only)
 
     def evaluated(self) -> list[int]:
         """The pieces this process reads for validation and metrics: all of them, or its contiguous run of
