@@ -1,0 +1,113 @@
+"""Encoding parts of a table by row positions (how a run encodes its training and validation parts) gives the
+arrays of encoding copies of those parts, to the last bit, also while the table is freed column by column."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import multitask.data.preprocess as preprocess
+from multitask.data.arrays import Arrays
+from multitask.data.preprocess import Preprocessor
+from multitask.data.reading import TaskFile, declare_long, declare_per_task, declare_wide
+from multitask.data.spec import DataSpec
+from multitask.data.split import split_rows, split_spec
+from multitask.tasks import Task
+from tests.conftest import make_long, make_wide
+
+
+def _wide() -> DataSpec:
+    frame = make_wide(300)
+    frame["shade"] = pd.Categorical(np.where(frame["x1"] > 0, "dark", None), categories=["dark", "light"])
+    frame["code"] = pd.Series(np.where(frame["x2"] > 0, "a", "b"), dtype="string")
+    frame.loc[::7, "color"] = None
+    frame["mixed"] = pd.Series([1, 1.0, "1", None][i % 4] for i in range(len(frame)))  # objects: 1 and 1.0 differ
+    tasks = [Task("y1", "regression"), Task("y2", "binary"), Task("cls", "multiclass")]
+    return declare_wide(frame, tasks, path="wide.csv")
+
+
+def _long() -> DataSpec:
+    return declare_long(make_long(), "group", "y", path="long.csv")
+
+
+def _per_task(tmp_path) -> DataSpec:  # type: ignore[no-untyped-def]
+    frames = {"a": make_wide(80), "b": make_wide(50, seed=2)}
+    features = ("x0", "x1", "color")
+    files = {"a": TaskFile("a.csv", "y1", features), "b": TaskFile("b.csv", "y2", features)}
+    return declare_per_task([Task("a", "regression"), Task("b", "binary")], files, frames)
+
+
+def _reference(pre: Preprocessor, spec: DataSpec) -> dict[str, np.ndarray]:
+    """Features encoded row by row in the plainest way, apart from the library's code."""
+    out = {}
+    for name, codec in pre.sources.items():
+        frame = spec.sources[name].frame
+        x = np.zeros((len(frame), codec.width), dtype=np.float32)
+        j = 0
+        for col in codec.columns:
+            if col.kind == "numeric":
+                x[:, j] = ((frame[col.name].to_numpy(dtype=np.float64) - col.mean) / col.std).astype(np.float32)
+            else:
+                for r, v in enumerate(frame[col.name]):
+                    label = "(missing)" if pd.isna(v) else str(v)
+                    if label in col.categories:
+                        x[r, j + col.categories.index(label)] = 1.0
+            j += col.width
+        out[name] = x
+    return out
+
+
+def _assert_same(a: Arrays, b: Arrays) -> None:
+    assert a.task_source == b.task_source
+    for got, expected in [(a.inputs, b.inputs), (a.targets, b.targets), (a.masks, b.masks)]:
+        assert list(got) == list(expected)
+        for k in got:
+            assert got[k].dtype == expected[k].dtype and got[k].flags.c_contiguous
+            np.testing.assert_array_equal(got[k], expected[k], strict=True)
+
+
+@pytest.mark.parametrize("block_rows", [65_536, 7])
+@pytest.mark.parametrize("release", [False, True])
+@pytest.mark.parametrize("make", [_wide, _long, _per_task], ids=["wide", "long", "per-task"])
+def test_parts_encode_as_copies_of_the_parts(make, release: bool, block_rows: int, monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(preprocess, "_BLOCK_ROWS", block_rows)  # many blocks of the staging array
+    spec = make(tmp_path) if make is _per_task else make()
+    train, valid = split_spec(spec, 0.25, 3)
+    expected = Preprocessor.fit(train)
+    expected_parts = [expected.transform(train), expected.transform(valid)]
+
+    train_rows, valid_rows = split_rows(spec, 0.25, 3)
+    pre = Preprocessor.fit(spec, train_rows)
+    assert pre.to_dict() == expected.to_dict()
+    columns = {n: list(s.frame.columns) for n, s in spec.sources.items()}
+    parts = pre.transform_parts(spec, [train_rows, valid_rows], release=release)
+    for got, want, part in zip(parts, expected_parts, [train, valid], strict=True):
+        _assert_same(got, want)
+        for name, x in _reference(expected, part).items():
+            np.testing.assert_array_equal(got.inputs[name], x, strict=True)
+    for name, src in spec.sources.items():
+        features = set(pre.sources[name].features)
+        kept = [c for c in columns[name] if not (release and c in features)]
+        assert list(src.frame.columns) == kept  # released: the feature columns are gone, the others stay
+
+
+def test_transform_of_rows_is_transform_of_their_copy() -> None:
+    spec = _wide()
+    pre = Preprocessor.fit(spec)
+    rows = {"data": np.array([5, 0, 7, 7, 299])}
+    _assert_same(pre.transform(spec, rows), pre.transform(spec.with_frames({"data": spec.sources["data"].frame.iloc[rows["data"]]})))
+
+
+def test_split_rows_is_split_spec() -> None:
+    spec = _long()
+    train, valid = split_spec(spec, 0.3, 5)
+    train_rows, valid_rows = split_rows(spec, 0.3, 5)
+    frame = spec.sources["data"].frame
+    pd.testing.assert_frame_equal(train.sources["data"].frame, frame.iloc[train_rows["data"]])
+    pd.testing.assert_frame_equal(valid.sources["data"].frame, frame.iloc[valid_rows["data"]])
+    rest, _ = split_rows(spec, 0.3, 6)  # a split among some rows: positions stay those of the whole table
+    sub_train, sub_valid = split_rows(spec, 0.3, 5, rest)
+    inner_train, _ = split_spec(spec.with_frames({"data": frame.iloc[rest["data"]]}), 0.3, 5)
+    pd.testing.assert_frame_equal(frame.iloc[sub_train["data"]], inner_train.sources["data"].frame)
+    assert set(sub_train["data"]) | set(sub_valid["data"]) == set(rest["data"])
