@@ -485,10 +485,12 @@ def _encode_column(stage: _Staging, j: int, col: ColumnCodec, codec: SourceCodec
 
 
 def _release_arrow() -> None:
-    """Hand back to the system the pages that Arrow's allocator kept (the columns read from Parquet)."""
+    """Hand back to the system the pages that Arrow's allocators kept (the columns read from Parquet live
+    there; the system allocator's release is ``malloc_trim``, which also returns what NumPy freed)."""
     pyarrow = sys.modules.get("pyarrow")
     if pyarrow is not None:
         pyarrow.default_memory_pool().release_unused()
+        pyarrow.system_memory_pool().release_unused()
 
 
 class _Staging:

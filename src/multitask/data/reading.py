@@ -79,8 +79,10 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 
     Each column is read and converted on its own (Parquet stores columns apart), so the file is never held
     in Arrow form beside the frame: the peak is the frame and one column, not the whole Arrow table, its
-    decoding buffers and the frame at once. The pages Arrow's allocator kept are handed back to the system
-    after each column (``release_unused``).
+    decoding buffers and the frame at once. The columns are allocated by Arrow's system allocator (malloc)
+    rather than its default one (mimalloc, which keeps tens of MB of freed pages): so the memory of a
+    column dropped once encoded (:meth:`~multitask.data.preprocess.Preprocessor.transform_parts`) goes
+    back to the system.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -89,10 +91,14 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     if not names:
         return pd.read_parquet(path)
     pool = pa.default_memory_pool()
-    columns = []
-    for name in names:
-        columns.append(pd.read_parquet(path, columns=[name]))  # the index comes with each (pandas metadata)
-        pool.release_unused()
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        columns = []
+        for name in names:
+            columns.append(pd.read_parquet(path, columns=[name]))  # the index comes with each (pandas metadata)
+            pa.system_memory_pool().release_unused()  # the column's decoding buffers
+    finally:
+        pa.set_memory_pool(pool)
     frame = pd.concat(columns, axis=1) if len(columns) > 1 else columns[0]
     frame.attrs = columns[0].attrs
     return frame
