@@ -46,7 +46,9 @@ def _reference(pre: Preprocessor, spec: DataSpec) -> dict[str, np.ndarray]:
         x = np.zeros((len(frame), codec.width), dtype=np.float32)
         j = 0
         for col in codec.columns:
-            if col.kind == "numeric":
+            if codec.image_shape is not None:
+                x[:, j] = (frame[col.name].to_numpy(dtype=np.float64) / codec.image_scale).astype(np.float32)
+            elif col.kind == "numeric":
                 x[:, j] = ((frame[col.name].to_numpy(dtype=np.float64) - col.mean) / col.std).astype(np.float32)
             else:
                 for r, v in enumerate(frame[col.name]):
@@ -54,8 +56,16 @@ def _reference(pre: Preprocessor, spec: DataSpec) -> dict[str, np.ndarray]:
                     if label in col.categories:
                         x[r, j + col.categories.index(label)] = 1.0
             j += col.width
-        out[name] = x
+        out[name] = x if codec.image_shape is None else x.reshape(len(frame), *codec.image_shape)
     return out
+
+
+def _images(tmp_path) -> DataSpec:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(4)
+    frame = pd.DataFrame(rng.integers(0, 256, (90, 18)), columns=[f"p{i}" for i in range(18)])
+    frame["label"] = rng.integers(0, 3, 90)
+    files = {"digit": TaskFile("digits.csv", "label", image_shape=(2, 3, 3))}
+    return declare_per_task([Task("digit", "multiclass")], files, {"digit": frame})
 
 
 def _assert_same(a: Arrays, b: Arrays) -> None:
@@ -67,12 +77,12 @@ def _assert_same(a: Arrays, b: Arrays) -> None:
             np.testing.assert_array_equal(got[k], expected[k], strict=True)
 
 
-@pytest.mark.parametrize("block_rows", [65_536, 7])
+@pytest.mark.parametrize("block_bytes", [1 << 23, 100])
 @pytest.mark.parametrize("release", [False, True])
-@pytest.mark.parametrize("make", [_wide, _long, _per_task], ids=["wide", "long", "per-task"])
-def test_parts_encode_as_copies_of_the_parts(make, release: bool, block_rows: int, monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(preprocess, "_BLOCK_ROWS", block_rows)  # many blocks of the staging array
-    spec = make(tmp_path) if make is _per_task else make()
+@pytest.mark.parametrize("make", [_wide, _long, _per_task, _images], ids=["wide", "long", "per-task", "images"])
+def test_parts_encode_as_copies_of_the_parts(make, release: bool, block_bytes: int, monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(preprocess, "_BLOCK_BYTES", block_bytes)  # 100: a block per row or few
+    spec = make(tmp_path) if make in (_per_task, _images) else make()
     train, valid = split_spec(spec, 0.25, 3)
     expected = Preprocessor.fit(train)
     expected_parts = [expected.transform(train), expected.transform(valid)]

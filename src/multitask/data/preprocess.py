@@ -54,7 +54,7 @@ from multitask.errors import CheckpointError, ConfigError, DataError
 MISSING = "(missing)"
 FORMAT = "multitask-preprocessing/1"
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
-_BLOCK_ROWS = 65_536  # rows of one block of :class:`_Staging`
+_BLOCK_BYTES = 1 << 23  # at most 8 MiB in one block of :class:`_Staging` (one row at least)
 
 
 @dataclass
@@ -496,16 +496,18 @@ def _release_arrow() -> None:
 class _Staging:
     """A float32 ``(rows, width)`` array written one column at a time, never held twice in memory.
 
-    Columns go into blocks of :data:`_BLOCK_ROWS` rows stored column by column, each block in its own
-    anonymous memory map: writing a column touches only that column's pages, and each block is unmapped
-    (handed back to the system) as soon as :meth:`assemble` has copied it into the row-major result. So,
-    as the source table is freed column by column, memory holds about the table or the result, not both.
+    Columns go into blocks of rows (:data:`_BLOCK_BYTES` at most) stored column by column, each block in
+    its own anonymous memory map: writing a column touches only that column's pages, and each block is
+    unmapped (handed back to the system) as soon as :meth:`assemble` has copied it into the row-major
+    result. So, as the source table is freed column by column, memory holds about the table or the result,
+    not both; and without freeing the table, the result and the table plus one block.
     """
 
     def __init__(self, rows: int, width: int) -> None:
         self.rows, self.width = rows, width
-        self.starts = list(range(0, rows, _BLOCK_ROWS))
-        self.blocks: list[np.ndarray | None] = [_mapped((width, min(_BLOCK_ROWS, rows - s))) for s in self.starts]
+        step = max(1, _BLOCK_BYTES // (4 * max(width, 1)))
+        self.starts = list(range(0, rows, step))
+        self.blocks: list[np.ndarray | None] = [_mapped((width, min(step, rows - s))) for s in self.starts]
 
     def _each(self) -> list[tuple[int, np.ndarray]]:
         return [(s, b) for s, b in zip(self.starts, self.blocks, strict=True) if b is not None]
