@@ -249,7 +249,8 @@ def prepare(cfg: RunConfig, data: BuiltinData | None = None, *, hold_out_test: b
     rest, test_rows = split_rows(spec, cfg.valid_fraction, cfg.train.seed + 1) if held_out else (None, None)
     train_rows, valid_rows = split_rows(spec, cfg.valid_fraction, cfg.train.seed, rest)
     pre = Preprocessor.fit(spec, train_rows)
-    te = pre.transform(test) if test is not None else None
+    # a test file read for this run alone is freed as it is encoded, as the training table below
+    te = pre.transform_parts(test, [None], release=cfg.test_data is not None)[0] if test is not None else None
     table, spec = spec, spec.with_frames({n: s.frame.iloc[:0].copy() for n, s in spec.sources.items()})
     # the parts are encoded column by column; a table read for this run alone is freed as it is encoded
     parts = pre.transform_parts(table, [train_rows, valid_rows, *([test_rows] if test_rows is not None else [])],

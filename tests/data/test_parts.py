@@ -121,3 +121,32 @@ def test_split_rows_is_split_spec() -> None:
     inner_train, _ = split_spec(spec.with_frames({"data": frame.iloc[rest["data"]]}), 0.3, 5)
     pd.testing.assert_frame_equal(frame.iloc[sub_train["data"]], inner_train.sources["data"].frame)
     assert set(sub_train["data"]) | set(sub_valid["data"]) == set(rest["data"])
+
+
+@pytest.mark.parametrize("hold_out_test", [False, True])
+@pytest.mark.parametrize("with_test_file", [False, True])
+def test_prepare_of_a_file_is_prepare_of_its_table(tmp_path, hold_out_test: bool, with_test_file: bool) -> None:  # type: ignore[no-untyped-def]
+    """The run's parts encoded from a Parquet file freed as it is encoded are those of the same table kept."""
+    from multitask.config import load_config
+    from multitask.data.spec import BuiltinData
+    from multitask.runs import prepare
+
+    frame = make_wide(500)
+    frame.to_parquet(tmp_path / "d.parquet")
+    make_wide(60, seed=5).to_parquet(tmp_path / "t.parquet")
+    options = {"data": str(tmp_path / "d.parquet"), "tasks": ["y1:regression", "y2:binary", "cls:multiclass"]}
+    if with_test_file:
+        options["test_data"] = str(tmp_path / "t.parquet")
+    cfg = load_config(None, options)
+    kept = declare_wide(frame, [Task("y1", "regression"), Task("y2", "binary"), Task("cls", "multiclass")],
+                        path=str(tmp_path / "d.parquet"))
+    from_file = prepare(cfg, hold_out_test=hold_out_test)
+    from_table = prepare(cfg, BuiltinData("d", kept, None, "d"), hold_out_test=hold_out_test)
+    assert list(kept.sources["data"].frame.columns) == list(frame.columns)  # a given table is not freed
+    assert from_file.pre.to_dict() == from_table.pre.to_dict()
+    assert from_file.evaluated_on == from_table.evaluated_on
+    _assert_same(from_file.train, from_table.train)
+    _assert_same(from_file.valid, from_table.valid)
+    assert (from_file.test is None) == (from_table.test is None) == (not hold_out_test and not with_test_file)
+    if from_file.test is not None and from_table.test is not None:
+        _assert_same(from_file.test, from_table.test)
