@@ -485,8 +485,8 @@ def _encode_column(stage: _Staging, j: int, col: ColumnCodec, codec: SourceCodec
 
 
 def _release_arrow() -> None:
-    """Hand back to the system the pages that Arrow's allocators kept (the columns read from Parquet live
-    there; the system allocator's release is ``malloc_trim``, which also returns what NumPy freed)."""
+    """Hand back to the system the pages that Arrow's allocators kept: its default one (pandas' string
+    columns) and its system one (the columns read from Parquet by :func:`~multitask.data.reading.read_table`)."""
     pyarrow = sys.modules.get("pyarrow")
     if pyarrow is not None:
         pyarrow.default_memory_pool().release_unused()
