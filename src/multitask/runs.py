@@ -52,7 +52,7 @@ from multitask.data.arrays import Arrays
 from multitask.data.preprocess import Preprocessor
 from multitask.data.reading import TaskFile, declare_long, declare_per_task, declare_wide, read_table
 from multitask.data.spec import BuiltinData, DataSpec, declaration, from_declaration
-from multitask.data.split import split_spec
+from multitask.data.split import split_rows
 from multitask.errors import CheckpointError, ConfigError, DataError
 from multitask.evaluate import Metrics, delta_m, delta_terms, mean_over_tasks, task_metrics
 from multitask.models import Model, Predictions
@@ -246,15 +246,17 @@ def prepare(cfg: RunConfig, data: BuiltinData | None = None, *, hold_out_test: b
     if hold_out_test is None:
         hold_out_test = cfg.search is not None or cfg.model == AUTO
     held_out = test is None and hold_out_test
-    if held_out:
-        spec, test = split_spec(spec, cfg.valid_fraction, cfg.train.seed + 1)
-    train_spec, valid_spec = split_spec(spec, cfg.valid_fraction, cfg.train.seed)
-    spec = spec.with_frames({n: s.frame.iloc[:0].copy() for n, s in spec.sources.items()})  # the parts hold the rows
-    pre = Preprocessor.fit(train_spec)
-    te = pre.transform(test) if test is not None else None
-    train = pre.transform(train_spec)
-    del train_spec  # each part's table is freed once encoded: never all of them and all the arrays at once
-    return Prepared(spec, pre, train, pre.transform(valid_spec), te, description, held_out)
+    rest, test_rows = split_rows(spec, cfg.valid_fraction, cfg.train.seed + 1) if held_out else (None, None)
+    train_rows, valid_rows = split_rows(spec, cfg.valid_fraction, cfg.train.seed, rest)
+    pre = Preprocessor.fit(spec, train_rows)
+    # a test file read for this run alone is freed as it is encoded, as the training table below
+    te = pre.transform_parts(test, [None], release=cfg.test_data is not None)[0] if test is not None else None
+    table, spec = spec, spec.with_frames({n: s.frame.iloc[:0].copy() for n, s in spec.sources.items()})
+    # the parts are encoded column by column; a table read for this run alone is freed as it is encoded
+    parts = pre.transform_parts(table, [train_rows, valid_rows, *([test_rows] if test_rows is not None else [])],
+                                release=data is None and cfg.dataset is None)
+    del table
+    return Prepared(spec, pre, parts[0], parts[1], parts[2] if held_out else te, description, held_out)
 
 
 def fit_and_score(

@@ -87,6 +87,31 @@ def test_repeated_parquet_column_is_refused(tmp_path: Path) -> None:
         read_table(path)
 
 
+_PARQUET_FRAMES = {
+    "mixed": pd.DataFrame({"a": np.arange(5, dtype=np.float32), "s": list("abcde"), "i": [1, 2, None, 4, 5],
+                           "b": [True, False, None, True, False]}),
+    "int-names": pd.DataFrame(np.arange(12).reshape(4, 3)),
+    "index": pd.DataFrame({"a": [1.0, 2.0, 3.0]}, index=pd.Index([10, 10, 12], name="id")),
+    "categorical": pd.DataFrame({"a": [1.0, 2.0, 3.0], "c": pd.Categorical(["x", "y", "x"])}, index=["r1", "r2", "r3"]),
+    "dates": pd.DataFrame({"t": pd.date_range("2020-01-01", periods=3, tz="UTC"), "y": [1, 2, 3]}),
+    "named-columns": pd.DataFrame({"a": [1, 2]}).rename_axis(columns="cols"),
+    "range": pd.DataFrame({"a": [1, 2, 3]}, index=pd.RangeIndex(5, 8)),
+}
+
+
+@pytest.mark.parametrize("row_group_size", [None, 2])
+@pytest.mark.parametrize("name", list(_PARQUET_FRAMES))
+def test_parquet_is_read_as_pandas_reads_it(tmp_path: Path, name: str, row_group_size: int | None) -> None:
+    """Read column by column, a Parquet file gives the frame of pd.read_parquet: dtypes, index, column names."""
+    path = tmp_path / "d.parquet"
+    frame = _PARQUET_FRAMES[name].copy()
+    frame.attrs = {"source": name}
+    frame.to_parquet(path, row_group_size=row_group_size)
+    got, expected = read_table(path), pd.read_parquet(path)
+    pd.testing.assert_frame_equal(got, expected, check_column_type=True, check_index_type=True)
+    assert got.attrs == expected.attrs == {"source": name}
+
+
 def test_unnamed_columns_are_not_repeats(tmp_path: Path) -> None:
     (tmp_path / "d.csv").write_text(",x,\n1,2,3\n")
     assert read_table(tmp_path / "d.csv")["x"].tolist() == [2]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torchjd.aggregation import AlignedMTLWeighting
 
 from multitask.balancing._base import Balancing, task_names
 from multitask.tasks import Task
@@ -40,6 +39,9 @@ class AlignedMTL(Balancing):
         if scale_mode not in SCALE_MODES:
             raise ValueError(f"scale_mode must be one of {', '.join(SCALE_MODES)}, got {scale_mode!r}")
         self.scale_mode = scale_mode
+        # imported when used: torchjd loads cvxpy and scipy, which a run without it does not need
+        from torchjd.aggregation import AlignedMTLWeighting
+
         self._weighting = AlignedMTLWeighting(scale_mode=scale_mode)  # type: ignore[arg-type]
 
     def weigh(self, gramian: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:

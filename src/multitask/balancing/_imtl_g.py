@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torchjd.aggregation import IMTLGWeighting
 
 from multitask.balancing._base import Balancing, task_names
 from multitask.tasks import Task
@@ -34,6 +33,9 @@ class IMTLG(Balancing):
 
     def __init__(self, tasks: Sequence[Task | str], of: str = "parameters") -> None:
         super().__init__(task_names(list(tasks)), of)
+        # imported when used: torchjd loads cvxpy and scipy, which a run without it does not need
+        from torchjd.aggregation import IMTLGWeighting
+
         self._weighting = IMTLGWeighting()
 
     def weigh(self, gramian: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torchjd.scalarization import IMTLL as _TorchjdIMTLL
 
 from multitask.balancing._base import Balancing, task_names
 from multitask.tasks import Task
@@ -29,6 +28,9 @@ class IMTLL(Balancing):
 
     def __init__(self, tasks: Sequence[Task | str]) -> None:
         super().__init__(task_names(list(tasks)))
+        # imported when used: torchjd loads cvxpy and scipy, which a run without it does not need
+        from torchjd.scalarization import IMTLL as _TorchjdIMTLL
+
         self.scalarizer = _TorchjdIMTLL(len(self.tasks))
 
     def combine(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:

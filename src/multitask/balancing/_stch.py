@@ -6,7 +6,6 @@ import math
 from collections.abc import Sequence
 
 import torch
-from torchjd.scalarization import STCH as _TorchjdSTCH
 
 from multitask.balancing._base import Balancing, task_names
 from multitask.tasks import Task
@@ -87,6 +86,9 @@ class STCH(Balancing):
         t = len(self.tasks)
         weights = torch.where(active, t * p / (values + _EPS * nadir), 1.0 / (values + _EPS))
         self.weights_ = torch.where(present, weights, 0.0)
+        # imported when used: torchjd loads cvxpy and scipy, which a run without it does not need
+        from torchjd.scalarization import STCH as _TorchjdSTCH
+
         smooth = t * _TorchjdSTCH(self.mu, weights=torch.ones_like(f))(f)
         return torch.where(active, smooth, torch.log(stacked + _EPS).sum())
 

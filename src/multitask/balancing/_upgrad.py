@@ -6,8 +6,6 @@ import math
 from collections.abc import Callable, Sequence
 
 import torch
-from torchjd.aggregation import UPGradWeighting
-from torchjd.linalg import QuadprogProjector
 
 from multitask.balancing._base import Balancing, task_names
 from multitask.tasks import Task
@@ -52,6 +50,10 @@ class UPGrad(Balancing):
     def __init__(self, tasks: Sequence[Task | str], reg_eps: float = 1e-4, of: str = "parameters") -> None:
         super().__init__(task_names(list(tasks)), of)
         self.reg_eps = check_reg_eps(reg_eps)
+        # imported when used: torchjd loads cvxpy and scipy, which a run without it does not need
+        from torchjd.aggregation import UPGradWeighting
+        from torchjd.linalg import QuadprogProjector
+
         self._weighting = UPGradWeighting(projector=QuadprogProjector(norm_eps=0.0, reg_eps=self.reg_eps))
 
     def weigh(self, gramian: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:

@@ -35,6 +35,9 @@ the 0-based data row (the header not counted).
 from __future__ import annotations
 
 import json
+import mmap
+import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,11 +48,13 @@ import pandas as pd
 from multitask.data.arrays import Arrays
 from multitask.data.reading import check_flat
 from multitask.data.spec import DataSpec
+from multitask.data.split import Rows
 from multitask.errors import CheckpointError, ConfigError, DataError
 
 MISSING = "(missing)"
 FORMAT = "multitask-preprocessing/1"
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+_BLOCK_BYTES = 1 << 23  # at most 8 MiB in one block of :class:`_Staging` (one row at least)
 
 
 @dataclass
@@ -105,6 +110,19 @@ def _where(spec: DataSpec, source: str) -> str:
 def _as_str(values: pd.Series) -> np.ndarray:
     obj = values.astype(object)
     return np.asarray(obj.where(values.notna(), MISSING).map(str), dtype=object)
+
+
+def _distinct_str(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """``(strings, inverse)`` such that ``strings[inverse]`` is ``_as_str(values)`` (every string is used).
+
+    A column of strings or categories is converted once per distinct value (no Python string per row);
+    other columns (objects that compare equal but print differently, as ``1`` and ``1.0``) row by row.
+    """
+    if isinstance(values.dtype, (pd.StringDtype, pd.CategoricalDtype)):
+        inverse, distinct = pd.factorize(values, use_na_sentinel=False)
+        return _as_str(pd.Series(distinct, dtype=object)), inverse
+    strings = _as_str(values)
+    return strings, np.arange(len(strings))
 
 
 def _is_numeric(values: pd.Series) -> bool:
@@ -199,11 +217,13 @@ class Preprocessor:
 
     # ---- fitting -------------------------------------------------------------------------------------------
     @classmethod
-    def fit(cls, spec: DataSpec) -> Preprocessor:
-        sources = {name: _fit_source(spec, name) for name in spec.sources}
+    def fit(cls, spec: DataSpec, rows: Rows | None = None) -> Preprocessor:
+        """The encodings of ``spec``'s data, or of the rows at positions ``rows[source]`` of each source (the
+        training part of a table, read without copying it)."""
+        sources = {name: _fit_source(spec, name, _rows(rows, name)) for name in spec.sources}
         targets: dict[str, TargetCodec] = {}
         for task in spec.tasks:
-            values = _labelled_targets(spec, task.name)
+            values = _labelled_targets(spec, task.name, _rows(rows, spec.task_source[task.name]))
             if len(values) == 0:
                 raise DataError(f"task {task.name!r} has no labelled rows in {_where(spec, spec.task_source[task.name])}")
             targets[task.name] = _fit_target(
@@ -212,55 +232,73 @@ class Preprocessor:
         return cls(sources, targets)
 
     # ---- applying ------------------------------------------------------------------------------------------
-    def transform(self, spec: DataSpec) -> Arrays:
-        """Encode features (and, for labelled data, targets and masks) of every source and task."""
-        inputs = {name: self._encode_source(spec, name) for name in spec.sources}
-        targets: dict[str, np.ndarray] = {}
-        masks: dict[str, np.ndarray] = {}
-        for task in spec.tasks:
-            n = len(spec.sources[spec.task_source[task.name]].frame)
-            if spec.labelled:
-                targets[task.name], masks[task.name] = self._encode_target(spec, task.name)
-            else:
-                codec = self.targets[task.name]
-                shape = (n, codec.n_outputs) if codec.kind == "multilabel" else (n,)
-                dtype = np.int64 if codec.kind == "multiclass" else np.float32
-                targets[task.name] = np.zeros(shape, dtype=dtype)
-                masks[task.name] = spec.rows_of(task.name)
-        return Arrays(inputs=inputs, targets=targets, masks=masks, task_source=dict(spec.task_source))
+    def transform(self, spec: DataSpec, rows: Rows | None = None) -> Arrays:
+        """Encode features (and, for labelled data, targets and masks) of every source and task; ``rows``
+        (optional): only the rows at positions ``rows[source]`` of each source."""
+        return self.transform_parts(spec, [rows])[0]
 
-    def _encode_source(self, spec: DataSpec, name: str) -> np.ndarray:
+    def transform_parts(self, spec: DataSpec, parts: Sequence[Rows | None], *, release: bool = False) -> list[Arrays]:
+        """:meth:`transform` of several parts of the same tables at once (``parts[i]``: row positions of
+        each source, None for all rows), encoded column by column.
+
+        With ``release``, each feature column is dropped from ``spec``'s frames as soon as it is encoded,
+        so the tables shrink as the arrays grow: for tables read only to be encoded.
+        """
+        inputs: list[dict[str, np.ndarray]] = [{} for _ in parts]
+        for name in spec.sources:
+            encoded = self._encode_source(spec, name, [_rows(part, name) for part in parts], release)
+            for i, x in enumerate(encoded):
+                inputs[i][name] = x
+        targets: list[dict[str, np.ndarray]] = [{} for _ in parts]
+        masks: list[dict[str, np.ndarray]] = [{} for _ in parts]
+        for task in spec.tasks:
+            source = spec.task_source[task.name]
+            n = len(spec.sources[source].frame)
+            mask = spec.labelled_rows(task.name) if spec.labelled else spec.rows_of(task.name)
+            for i, part in enumerate(parts):
+                rows = _rows(part, source)
+                if spec.labelled:
+                    targets[i][task.name], masks[i][task.name] = self._encode_target(spec, task.name, rows, mask)
+                else:
+                    codec = self.targets[task.name]
+                    m = n if rows is None else len(rows)
+                    shape = (m, codec.n_outputs) if codec.kind == "multilabel" else (m,)
+                    targets[i][task.name] = np.zeros(shape, dtype=np.int64 if codec.kind == "multiclass" else np.float32)
+                    masks[i][task.name] = mask if rows is None else mask[rows]
+        return [
+            Arrays(inputs=inputs[i], targets=targets[i], masks=masks[i], task_source=dict(spec.task_source))
+            for i in range(len(parts))
+        ]
+
+    def _encode_source(
+        self, spec: DataSpec, name: str, parts: list[np.ndarray | None], release: bool
+    ) -> list[np.ndarray]:
+        """The features of each part (row positions, None for all rows), column by column."""
         codec = self.sources[name]
         frame = spec.sources[name].frame
         where = _where(spec, name)
         missing = [c for c in codec.features if c not in frame.columns]
         if missing:
             raise DataError(f"{where}: no column {missing[0]!r}, which the model was trained with")
-        if codec.image_shape is not None:
-            pixels = np.stack(
-                [
-                    _standardize(_numeric(frame[c], where, c), 0.0, codec.image_scale, frame[c], where, f"pixel column {c!r}")
-                    for c in codec.features
-                ],
-                axis=1,
-            )
-            return pixels.reshape(len(frame), *codec.image_shape)
-        out = np.zeros((len(frame), codec.width), dtype=np.float32)
+        staged = [_Staging(len(frame) if rows is None else len(rows), codec.width) for rows in parts]
         j = 0
         for col in codec.columns:
-            values = frame[col.name]
-            what = f"feature column {col.name!r}"
-            if col.kind == "numeric":
-                out[:, j] = _standardize(_numeric(values, where, col.name), col.mean, col.std, values, where, what)
-            else:
-                check_flat(frame, where, [col.name])
-                codes = pd.Index(col.categories).get_indexer(_as_str(frame[col.name])).astype(np.int64)
-                seen = codes >= 0
-                out[np.flatnonzero(seen), j + codes[seen]] = 1.0
+            for rows, stage in zip(parts, staged, strict=True):
+                _encode_column(stage, j, col, codec, _part(frame[col.name], rows), where)
+            if release:
+                del frame[col.name]
+                _release_arrow()
             j += col.width
+        out = [stage.assemble() for stage in staged]
+        if codec.image_shape is not None:
+            return [x.reshape(len(x), *codec.image_shape) for x in out]
         return out
 
-    def _encode_target(self, spec: DataSpec, task: str) -> tuple[np.ndarray, np.ndarray]:
+    def _encode_target(
+        self, spec: DataSpec, task: str, rows: np.ndarray | None, labelled: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The target and mask of ``task`` on the rows at positions ``rows`` (None: all) of its source;
+        ``labelled`` is :meth:`DataSpec.labelled_rows` over all of them."""
         codec = self.targets[task]
         source = spec.task_source[task]
         column = spec.target_column[task]
@@ -268,9 +306,9 @@ class Preprocessor:
         where = _where(spec, source)
         if column not in frame.columns:
             raise DataError(f"{where}: no column {column!r} (the target of task {task!r})")
-        values = frame[column]
-        mask = spec.labelled_rows(task)
-        n = len(frame)
+        values = frame[column] if rows is None else frame[column].iloc[rows]
+        mask = labelled if rows is None else labelled[rows]
+        n = len(values)
         if codec.kind == "regression":
             y = np.zeros(n, dtype=np.float32)
             labelled = values[mask]
@@ -416,8 +454,92 @@ class Preprocessor:
             raise CheckpointError(f"{path}: not a valid preprocessing file ({e})") from None
 
 
-def _labelled_targets(spec: DataSpec, task: str) -> pd.Series:
-    return spec.sources[spec.task_source[task]].frame[spec.target_column[task]][spec.labelled_rows(task)]
+def _rows(rows: Rows | None, source: str) -> np.ndarray | None:
+    return None if rows is None else rows[source]
+
+
+def _part(values: pd.Series, rows: np.ndarray | None) -> pd.Series:
+    return values if rows is None else values.iloc[rows]
+
+
+def _labelled_targets(spec: DataSpec, task: str, rows: np.ndarray | None) -> pd.Series:
+    values = spec.sources[spec.task_source[task]].frame[spec.target_column[task]]
+    labelled = spec.labelled_rows(task)
+    if rows is not None:
+        values, labelled = values.iloc[rows], labelled[rows]
+    return values[labelled]
+
+
+def _encode_column(stage: _Staging, j: int, col: ColumnCodec, codec: SourceCodec, part: pd.Series, where: str) -> None:
+    """Column ``col`` of a part's table into columns ``j …`` of its features."""
+    if codec.image_shape is not None:
+        x = _numeric(part, where, col.name)
+        stage.put(j, _standardize(x, 0.0, codec.image_scale, part, where, f"pixel column {col.name!r}"))
+    elif col.kind == "numeric":
+        x = _numeric(part, where, col.name)
+        stage.put(j, _standardize(x, col.mean, col.std, part, where, f"feature column {col.name!r}"))
+    else:
+        check_flat(part.to_frame(), where, [col.name])
+        strings, inverse = _distinct_str(part)
+        stage.one_hot(j, pd.Index(col.categories).get_indexer(strings).astype(np.int64)[inverse])
+
+
+def _release_arrow() -> None:
+    """Hand back to the system the pages that Arrow's allocators kept: its default one (pandas' string
+    columns) and its system one (the columns read from Parquet by :func:`~multitask.data.reading.read_table`)."""
+    pyarrow = sys.modules.get("pyarrow")
+    if pyarrow is not None:
+        pyarrow.default_memory_pool().release_unused()
+        pyarrow.system_memory_pool().release_unused()
+
+
+class _Staging:
+    """A float32 ``(rows, width)`` array written one column at a time, never held twice in memory.
+
+    Columns go into blocks of rows (:data:`_BLOCK_BYTES` at most) stored column by column, each block in
+    its own anonymous memory map: writing a column touches only that column's pages, and each block is
+    unmapped (handed back to the system) as soon as :meth:`assemble` has copied it into the row-major
+    result. So, as the source table is freed column by column, memory holds about the table or the result,
+    not both; and without freeing the table, the result and the table plus one block.
+    """
+
+    def __init__(self, rows: int, width: int) -> None:
+        self.rows, self.width = rows, width
+        step = max(1, _BLOCK_BYTES // (4 * max(width, 1)))
+        self.starts = list(range(0, rows, step))
+        self.blocks: list[np.ndarray | None] = [_mapped((width, min(step, rows - s))) for s in self.starts]
+
+    def _each(self) -> list[tuple[int, np.ndarray]]:
+        return [(s, b) for s, b in zip(self.starts, self.blocks, strict=True) if b is not None]
+
+    def put(self, j: int, column: np.ndarray) -> None:
+        """Column ``j`` is ``column`` (one value per row)."""
+        for start, block in self._each():
+            block[j] = column[start : start + block.shape[1]]
+
+    def one_hot(self, j: int, codes: np.ndarray) -> None:
+        """Columns ``j + code`` are 1 in each row (code −1: none)."""
+        for start, block in self._each():
+            part = codes[start : start + block.shape[1]]
+            seen = part >= 0
+            block[j + part[seen], np.flatnonzero(seen)] = 1.0
+
+    def assemble(self) -> np.ndarray:
+        out = np.empty((self.rows, self.width), dtype=np.float32)
+        for i, start in enumerate(self.starts):
+            block = self.blocks[i]
+            assert block is not None
+            out[start : start + block.shape[1]] = block.T
+            self.blocks[i] = block = None  # unmapped here: nothing else holds it
+        return out
+
+
+def _mapped(shape: tuple[int, int]) -> np.ndarray:
+    """Zeros of float32 in an anonymous memory map (pages taken when written, given back when dropped)."""
+    nbytes = shape[0] * shape[1] * 4
+    if nbytes == 0:
+        return np.zeros(shape, dtype=np.float32)
+    return np.frombuffer(mmap.mmap(-1, nbytes), dtype=np.float32).reshape(shape)
 
 
 def _split_labels(v: Any) -> list[str]:
@@ -475,7 +597,7 @@ def _fit_target(task: str, kind: str, values: pd.Series, column: str, where: str
     return TargetCodec(kind, classes=classes)
 
 
-def _fit_source(spec: DataSpec, name: str) -> SourceCodec:
+def _fit_source(spec: DataSpec, name: str, rows: np.ndarray | None) -> SourceCodec:
     src = spec.sources[name]
     where = _where(spec, name)
     features = spec.feature_columns(name)
@@ -490,7 +612,7 @@ def _fit_source(spec: DataSpec, name: str) -> SourceCodec:
             raise DataError(
                 f"{where}: image shape {src.image_shape} needs {c * h * w} pixel columns, found {len(features)}"
             )
-        peak = max(float(np.max(_numeric(src.frame[col], where, col))) for col in features)
+        peak = max(float(np.max(_numeric(_part(src.frame[col], rows), where, col))) for col in features)
         return SourceCodec(
             columns=[ColumnCodec(col, "numeric") for col in features],
             image_shape=(c, h, w),
@@ -498,10 +620,10 @@ def _fit_source(spec: DataSpec, name: str) -> SourceCodec:
         )
     columns: list[ColumnCodec] = []
     for col in features:
-        values = src.frame[col]
+        values = _part(src.frame[col], rows)
         if _column_kind(values, where, col) == "numeric":
             mean, std = _mean_std(_numeric(values, where, col), values, where, f"feature column {col!r}")
             columns.append(ColumnCodec(col, "numeric", mean=mean, std=std))
         else:
-            columns.append(ColumnCodec(col, "categorical", categories=sorted(set(_as_str(values)))))
+            columns.append(ColumnCodec(col, "categorical", categories=sorted(set(_distinct_str(values)[0]))))
     return SourceCodec(columns=columns)
