@@ -178,3 +178,41 @@ def test_repeated_track_flag_keeps_both(wide_csv: Path, tmp_path: Path) -> None:
     assert code == 0
     _only_run(uri)
     assert any((tmp_path / "r" / "tensorboard").iterdir())
+
+
+def test_task_names_that_sanitize_alike_stay_distinct(caplog: pytest.LogCaptureFixture) -> None:
+    from multitask.tracking import TaskNames
+
+    with caplog.at_level(logging.WARNING, logger="multitask.tracking._base"):
+        names = TaskNames(["a:b", "a_b", "a#b", "c"])
+    assert [names[t] for t in ("a_b", "a#b", "a:b", "c")] == ["a_b", "a_b_2", "a_b_3", "c"]  # safe names kept
+    assert "'a_b' and 'a#b' are both 'a_b'" in caplog.text
+    assert [TaskNames(["a_b", "a:b"])[t] for t in ("a:b", "a_b")] == ["a_b_2", "a_b"]  # whatever the order
+    record = {"epoch": 1, "train": {"a:b": 1.0, "a_b": 2.0}, "valid": {"a:b": 3.0, "a_b": 4.0}}
+    assert epoch_values(record) == {"train_loss/a_b_2": 1.0, "train_loss/a_b": 2.0, "valid_loss/a_b_2": 3.0,
+                                    "valid_loss/a_b": 4.0}
+    result = {"tasks": {"a:b": {"rmse": 1.0}, "a_b": {"rmse": 2.0}},
+              "baselines": {"stl": {"tasks": {"a:b": {"rmse": 5.0}, "a_b": {"rmse": 6.0}}}}}
+    assert final_values(result) == {"metric/a_b_2/rmse": 1.0, "metric/a_b/rmse": 2.0,
+                                    "baseline/stl/metric/a_b_2/rmse": 5.0, "baseline/stl/metric/a_b/rmse": 6.0}
+
+
+def test_tensorboard_run_keeps_colliding_task_names_apart(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from tests.conftest import make_wide
+
+    data = make_wide(120).rename(columns={"y1": "a:b", "y2": "a_b"})
+    data["a_b"] = data["a_b"].astype(float) * 3.0
+    data.to_csv(tmp_path / "w.csv", index=False)
+    cfg = RunConfig(data=str(tmp_path / "w.csv"), tasks=["a:b:regression", "a_b:regression"],
+                    features=["x0", "x1", "x2"], out=str(tmp_path / "run"), track=["tensorboard"],
+                    train={"epochs": 2, "progress": False})
+    result = train(cfg)
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train_loss/a_b", "train_loss/a_b_2", "metric/a_b/rmse", "metric/a_b_2/rmse"} <= tags
+    assert [e.step for e in events.Scalars("train_loss/a_b_2")] == [1, 2]
+    assert events.Scalars("metric/a_b_2/rmse")[-1].value == pytest.approx(result.metrics["a:b"]["rmse"], rel=1e-6)
+    assert events.Scalars("metric/a_b/rmse")[-1].value == pytest.approx(result.metrics["a_b"]["rmse"], rel=1e-6)

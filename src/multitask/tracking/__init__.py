@@ -8,12 +8,16 @@
 * the final per-task metrics (``metric/TASK/NAME``), their means, each baseline's and delta_m against it;
 * the run directory as artifacts (MLflow) when the run is complete.
 
+Task names keep the characters the stores accept (others become ``_``); tasks whose names would then be the
+same are told apart by a suffix (:class:`TaskNames`).
+
 A tracker is a :class:`Tracker` (three methods); the names are registered in ``multitask.registry.TRACKERS``.
 See docs/tracking.md.
 """
 
 from multitask.tracking._base import (
     RunTracking,
+    TaskNames,
     Tracker,
     Tracking,
     epoch_values,
@@ -27,6 +31,7 @@ from multitask.tracking._tensorboard import TensorBoardTracker
 __all__ = [
     "MLflowTracker",
     "RunTracking",
+    "TaskNames",
     "TensorBoardTracker",
     "Tracker",
     "Tracking",
