@@ -216,3 +216,45 @@ def test_tensorboard_run_keeps_colliding_task_names_apart(tmp_path: Path) -> Non
     assert [e.step for e in events.Scalars("train_loss/a_b_2")] == [1, 2]
     assert events.Scalars("metric/a_b_2/rmse")[-1].value == pytest.approx(result.metrics["a:b"]["rmse"], rel=1e-6)
     assert events.Scalars("metric/a_b/rmse")[-1].value == pytest.approx(result.metrics["a_b"]["rmse"], rel=1e-6)
+
+
+def test_grouped_run_sends_each_groups_epochs(wide_csv: Path, tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    train(_cfg(wide_csv, out, track=["tensorboard"], groups=[["y1", "cls"], ["y2"]], train={"epochs": 2}))
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train_loss/y1", "train_loss/cls", "train_loss/y2", "valid_loss/y2", "group/000/lr",
+            "group/001/valid_total", "metric/y2/auc"} <= tags
+    assert "lr" not in tags and "valid_total" not in tags  # each group's own, never mixed on one curve
+    for task, member in (("y1", 0), ("y2", 1)):
+        log = [json.loads(line) for line in (out / "groups" / f"00{member}" / "log.jsonl").read_text().splitlines()]
+        curve = events.Scalars(f"valid_loss/{task}")
+        assert [e.step for e in curve] == [1, 2]
+        assert [e.value for e in curve] == pytest.approx([r["valid"][task] for r in log], rel=1e-6)
+
+
+def test_resumed_grouped_run_replays_its_members_epochs(wide_csv: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from multitask.tracking import Tracking
+
+    out, first, second = tmp_path / "run", _store(tmp_path, "a.db"), _store(tmp_path, "b.db")
+    logged = Tracking.epoch
+
+    def killed_in_the_second_group(self: Tracking, record: dict) -> None:
+        logged(self, record)
+        if record["group"] == "001" and record["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    groups = [["y1", "cls"], ["y2"]]
+    with monkeypatch.context() as m:
+        m.setattr(Tracking, "epoch", killed_in_the_second_group)
+        with pytest.raises(KeyboardInterrupt):
+            train(_cfg(wide_csv, out, track=["mlflow"], tracking_uri=first, groups=groups, train={"epochs": 3}))
+    train(_cfg(wide_csv, out, track=["mlflow"], tracking_uri=second, groups=groups, train={"epochs": 3}), resume=True)
+    client, run = _only_run(second)
+    assert run.info.status == "FINISHED"
+    for name in ("valid_loss/y1", "valid_loss/y2", "group/000/lr", "group/001/lr"):
+        assert [m.step for m in client.get_metric_history(run.info.run_id, name)] == [1, 2, 3], name

@@ -4,7 +4,8 @@
 
 * the run's options (``config.yaml``, flattened: ``train.lr``, ``model_options.hidden``, ...) as parameters;
 * every epoch of a deep model as it ends: ``train_loss/TASK``, ``valid_loss/TASK``, ``valid_total``, ``lr``,
-  ``weight/TASK`` (the balancer's mean task weights) and ``cosine``, at step = epoch;
+  ``weight/TASK`` (the balancer's mean task weights) and ``cosine``, at step = epoch (a run trained by groups:
+  each group's epochs, its own scalars as ``group/NNN/valid_total``, ...);
 * the final per-task metrics (``metric/TASK/NAME``), their means, each baseline's and delta_m against it;
 * the run directory as artifacts (MLflow) when the run is complete.
 

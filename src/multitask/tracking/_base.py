@@ -89,7 +89,9 @@ def _finite(value: Any) -> bool:
 def epoch_values(record: dict[str, Any], names: TaskNames | None = None) -> dict[str, float]:
     """The scalars of one ``log.jsonl`` record (one epoch of a deep model); undefined values are left out.
 
-    ``names`` are the run's tracked task names (by default, those of this record's tasks).
+    ``names`` are the run's tracked task names (by default, those of this record's tasks). A record of one
+    group of a run trained by groups (its ``group``: ``000``, ...) names its per-task values as any record (each
+    task is in one group) and its other values ``group/NNN/valid_total``, ``group/NNN/lr``, ...
     """
     parts = (("train", "train_loss"), ("valid", "valid_loss"), ("weights", "weight"))
     names = names if names is not None else TaskNames()
@@ -99,9 +101,10 @@ def epoch_values(record: dict[str, Any], names: TaskNames | None = None) -> dict
         for task, value in (record.get(part) or {}).items():
             if _finite(value):
                 values[f"{prefix}/{names[task]}"] = float(value)
+    scope = f"group/{safe_name(str(record['group']))}/" if record.get("group") is not None else ""
     for key in ("valid_total", "lr", "cosine", "seconds"):
         if _finite(record.get(key)):
-            values[key] = float(record[key])
+            values[scope + key] = float(record[key])
     return values
 
 
