@@ -134,6 +134,13 @@ def test_nan_or_inf_feature_is_refused(bad: float) -> None:
         Preprocessor.fit(wide_spec(frame))
 
 
+def test_an_empty_feature_column_is_named_as_empty() -> None:
+    frame = make_wide()
+    frame["blank"] = np.nan
+    with pytest.raises(DataError, match=r"wide\.csv: feature column 'blank' is empty in every row; drop it"):
+        Preprocessor.fit(wide_spec(frame))
+
+
 def test_transform_needs_every_training_column() -> None:
     spec = wide_spec()
     pre = Preprocessor.fit(spec)

@@ -125,6 +125,9 @@ def _numeric(values: pd.Series, where: str, column: str) -> np.ndarray:
             raise DataError(f"{where}: column {column!r} has non-numeric value {bad.iloc[0]!r} at row {bad.index[0]}")
     x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
     bad_rows = ~np.isfinite(x)
+    if len(x) > 1 and np.isnan(x).all():
+        raise DataError(f"{where}: feature column {column!r} is empty in every row; drop it from the features "
+                        "(--features)")
     if bad_rows.any():
         pos = int(np.flatnonzero(bad_rows)[0])
         row = values.index[pos]
