@@ -99,6 +99,11 @@ def test_a_column_of_nearly_unique_strings_is_refused(column: list[str]) -> None
     with pytest.raises(DataError, match=r"wide\.csv: feature column 'key' has 300 distinct values in its 300 "
                                         r"training rows: an id, a date or free text"):
         Preprocessor.fit(wide_spec(frame))
+    numbers = make_wide(400)
+    numbers["x1"] = numbers["x1"].map(str)  # as read from a file where a row outside this part holds "?"
+    with pytest.raises(DataError, match=r"feature column 'x1' holds numbers, but is read as text \(most "
+                                        r"likely a cell that is not a number"):
+        Preprocessor.fit(wide_spec(numbers))
     few = make_wide(40)
     few["key"] = [f"k{i}" for i in range(40)]  # too few rows to tell: a category
     assert Preprocessor.fit(wide_spec(few)).sources["data"].width == 5 + 3 + 40

@@ -525,6 +525,13 @@ def _check_categories(values: pd.Series, categories: list[str], where: str, colu
     labelled = int(values.notna().sum())
     distinct = len(categories) - (MISSING in categories)
     if distinct >= _ID_MIN_DISTINCT and distinct > _ID_SHARE * labelled:
+        shown = pd.Series([c for c in categories if c != MISSING], dtype=object)
+        if pd.to_numeric(shown, errors="coerce").notna().all():  # numbers read as text
+            raise DataError(
+                f"{where}: feature column {column!r} holds numbers, but is read as text (most likely a cell that "
+                "is not a number, such as '?' or '-', is in a row outside the training part); fix those cells "
+                "(leave missing values empty), or drop the column from the features (--features)"
+            )
         raise DataError(
             f"{where}: feature column {column!r} has {distinct} distinct values in its {labelled} training rows: "
             f"an id, a date or free text, not a category (one-hot encoded, a new row's value is one never seen); "
