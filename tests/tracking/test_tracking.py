@@ -191,6 +191,8 @@ def test_task_names_that_sanitize_alike_stay_distinct(caplog: pytest.LogCaptureF
     record = {"epoch": 1, "train": {"a:b": 1.0, "a_b": 2.0}, "valid": {"a:b": 3.0, "a_b": 4.0}}
     assert epoch_values(record) == {"train_loss/a_b_2": 1.0, "train_loss/a_b": 2.0, "valid_loss/a_b_2": 3.0,
                                     "valid_loss/a_b": 4.0}
+    grouped = {"epoch": 1, "group": "000", "train": {"a:b": 1.0}, "lr": 0.1, "tasks": ["a:b", "a_b"]}
+    assert epoch_values(grouped) == {"train_loss/a_b_2": 1.0, "group/000/lr": 0.1}  # a_b is in another group
     result = {"tasks": {"a:b": {"rmse": 1.0}, "a_b": {"rmse": 2.0}},
               "baselines": {"stl": {"tasks": {"a:b": {"rmse": 5.0}, "a_b": {"rmse": 6.0}}}}}
     assert final_values(result) == {"metric/a_b_2/rmse": 1.0, "metric/a_b/rmse": 2.0,

@@ -197,7 +197,7 @@ class Grouped:
         self.groups = groups  # "auto", or the groups as given
         self.options = dict(options or {})  # of "auto": OPTIONS
         self.source = source  # the file the groups were read from
-        #: called with each epoch's log record of each member (experiment tracking), its ``group`` added
+        #: called with each epoch's log record of each member (experiment tracking), ``group`` and ``tasks`` added
         self.on_record: Callable[[dict[str, Any]], None] | None = None
 
     @classmethod
@@ -322,16 +322,17 @@ class Grouped:
         return self
 
     def _track(self, member: Any, index: int, resumed: Path | None) -> None:
-        """Send member ``index``'s epochs to :attr:`on_record` as ``group`` NNN: first those it logged before
-        (``resumed``: the member's folder of a resumed run), then each new one as it ends."""
-        on_record, group = self.on_record, f"{index:03d}"
+        """Send member ``index``'s epochs to :attr:`on_record` as ``group`` NNN (with ``tasks``, every task of
+        the run): first those it logged before (``resumed``: the member's folder of a resumed run), then each
+        new one as it ends."""
+        on_record, scope = self.on_record, {"group": f"{index:03d}", "tasks": [n for g in self.groups_ for n in g]}
         assert on_record is not None
         log_file = resumed / "log.jsonl" if resumed is not None else None
         if log_file is not None and log_file.exists():
             for line in log_file.read_text().splitlines():
                 if line.strip():
-                    on_record({**json.loads(line), "group": group})
-        member.on_record = lambda record: on_record({**record, "group": group})
+                    on_record({**json.loads(line), **scope})
+        member.on_record = lambda record: on_record({**record, **scope})
 
     def _measure(self, tasks: Sequence[Task], pre: Preprocessor, train: Arrays, run_dir: Path | None) -> Groups:
         """Measure affinity on ``train`` and choose the best partition (``groups: auto``)."""

@@ -90,11 +90,13 @@ def epoch_values(record: dict[str, Any], names: TaskNames | None = None) -> dict
     """The scalars of one ``log.jsonl`` record (one epoch of a deep model); undefined values are left out.
 
     ``names`` are the run's tracked task names (by default, those of this record's tasks). A record of one
-    group of a run trained by groups (its ``group``: ``000``, ...) names its per-task values as any record (each
-    task is in one group) and its other values ``group/NNN/valid_total``, ``group/NNN/lr``, ...
+    group of a run trained by groups (its ``group``: ``000``, ...; its ``tasks``: every task of the run, named
+    first) names its per-task values as any record (each task is in one group) and its other values
+    ``group/NNN/valid_total``, ``group/NNN/lr``, ...
     """
     parts = (("train", "train_loss"), ("valid", "valid_loss"), ("weights", "weight"))
     names = names if names is not None else TaskNames()
+    names.add(record.get("tasks") or ())
     names.add(task for part, _ in parts for task in (record.get(part) or {}))
     values: dict[str, float] = {}
     for part, prefix in parts:
