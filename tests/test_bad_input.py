@@ -188,3 +188,28 @@ def test_unknown_task_id_in_a_built_in_data_set_run(capsys: pytest.CaptureFixtur
     frame.loc[3, "school"] = 9
     frame.to_csv(tmp_path / "other.csv", index=False)
     check(capsys, ["evaluate", "--run", str(out), "--data", str(tmp_path / "other.csv")], "other.csv", "'9'")
+
+
+def test_an_abbreviated_option_is_an_error_not_another_option(capsys: pytest.CaptureFixture[str],
+                                                              tmp_path: Path) -> None:
+    """``group --out`` is not ``group --output``: an option that is not spelled out in full is refused."""
+    check(capsys, ["group", "--affinity", str(tmp_path / "a.csv"), "--out", str(tmp_path / "g.json")],
+          "unrecognized arguments: --out")
+    assert not (tmp_path / "g.json").exists()
+
+
+def test_no_subcommand_accepts_a_prefix_of_its_options() -> None:
+    import argparse
+
+    from multitask.cli import build_parser
+    from multitask.errors import ConfigError
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for command, sp in sub.choices.items():
+        flags = {s for a in sp._actions for s in a.option_strings}
+        required = [arg for a in sp._actions if a.required and a.option_strings for arg in (a.option_strings[0], "x")]
+        longest = max((f for f in flags if f.startswith("--")), key=len)
+        prefix = next(longest[:n] for n in range(len(longest) - 1, 3, -1) if longest[:n] not in flags)
+        with pytest.raises(ConfigError, match=f"unrecognized arguments: {prefix}"):
+            parser.parse_args([command, *required, prefix, "1"])

@@ -66,7 +66,15 @@ def _model_names() -> list[str]:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a bad argument ends like every other error: one line, exit status 2."""
+    """argparse, but a bad argument ends like every other error: one line, exit status 2.
+
+    Prefixes of long options are not accepted (``--out`` is not ``--output``): an option that is not spelled
+    out is an error. Subcommands' parsers are of this class too (argparse builds them with the parent's class).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> Any:
         raise ConfigError(f"{self.prog}: {message}")

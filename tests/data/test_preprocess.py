@@ -89,6 +89,26 @@ def test_more_than_127_categories() -> None:
     assert np.all(arrays.inputs["data"][:, 8:].sum(axis=1) == 1)
 
 
+@pytest.mark.parametrize("column", [[f"cust{i:05d}" for i in range(400)],
+                                    [f"2021-{1 + i // 28 % 12:02d}-{1 + i % 28:02d} {i % 24}h" for i in range(400)]])
+def test_a_column_of_nearly_unique_strings_is_refused(column: list[str]) -> None:
+    """An id or a time stamp as text is not a category: one column per row, and nothing about new rows."""
+    frame = make_wide(400)
+    frame["key"] = column
+    frame.loc[:99, "key"] = None  # missing values are not distinct values: 300 in 300 labelled rows
+    with pytest.raises(DataError, match=r"wide\.csv: feature column 'key' has 300 distinct values in its 300 "
+                                        r"training rows: an id, a date or free text"):
+        Preprocessor.fit(wide_spec(frame))
+    numbers = make_wide(400)
+    numbers["x1"] = numbers["x1"].map(str)  # as read from a file where a row outside this part holds "?"
+    with pytest.raises(DataError, match=r"feature column 'x1' holds numbers, but is read as text \(most "
+                                        r"likely a cell that is not a number"):
+        Preprocessor.fit(wide_spec(numbers))
+    few = make_wide(40)
+    few["key"] = [f"k{i}" for i in range(40)]  # too few rows to tell: a category
+    assert Preprocessor.fit(wide_spec(few)).sources["data"].width == 5 + 3 + 40
+
+
 def test_binary_with_three_classes_is_refused() -> None:
     frame = make_wide()
     frame.loc[0, "y2"] = 2
@@ -116,6 +136,13 @@ def test_nan_or_inf_feature_is_refused(bad: float) -> None:
     frame = make_wide()
     frame.loc[7, "x2"] = bad
     with pytest.raises(DataError, match=r"wide\.csv: feature column 'x2' has (NaN|inf).* at row 7"):
+        Preprocessor.fit(wide_spec(frame))
+
+
+def test_an_empty_feature_column_is_named_as_empty() -> None:
+    frame = make_wide()
+    frame["blank"] = np.nan
+    with pytest.raises(DataError, match=r"wide\.csv: feature column 'blank' is empty in every row; drop it"):
         Preprocessor.fit(wide_spec(frame))
 
 

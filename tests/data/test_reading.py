@@ -80,6 +80,15 @@ def test_repeated_column_name_is_refused(tmp_path: Path, sep: str) -> None:
         read_table(path)
 
 
+@pytest.mark.parametrize("encoding", ["latin-1", "utf-16"])
+def test_a_file_not_in_utf8_is_named_with_the_fix(tmp_path: Path, encoding: str) -> None:
+    path = tmp_path / "export.csv"
+    path.write_bytes("größe,été\n1.5,2\n".encode(encoding))
+    with pytest.raises(DataError, match=r"export\.csv: is not UTF-8 text \(byte 0x[0-9a-f]{2} cannot be decoded\); "
+                                        r"save it as UTF-8"):
+        read_table(path)
+
+
 def test_repeated_parquet_column_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "dup.parquet"
     pq.write_table(pa.Table.from_arrays([pa.array([1, 2]), pa.array([3, 4])], names=["y", "y"]), path)

@@ -166,3 +166,20 @@ def test_task_without_validation_labels_is_refused_before_training(tmp_path: Pat
     assert code == 2
     assert "task 'z' has no validation labels" in capsys.readouterr().err
     assert not (tmp_path / "f").exists()  # nothing trained, nothing half-written
+
+
+def test_a_front_that_diverged_is_marked_and_a_rerun_replaces_it(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    make_wide(150).to_csv(tmp_path / "w.csv", index=False)
+    args = ["pareto", "--data", str(tmp_path / "w.csv"), "--task", "y1:regression", "--task", "y2:binary",
+            "--out", str(tmp_path / "f"), "--epochs", "1", "--points", "2", "--fixed", "0"]
+    assert main([*args, "--lr", "1e30"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "diverged" in err[0], err
+    assert (tmp_path / "f" / "INCOMPLETE").exists() and not (tmp_path / "f" / "pareto.json").exists()
+    assert main([*args, "--lr", "1e30"]) == 2  # an unfinished front is replaced, not refused
+    assert "diverged" in capsys.readouterr().err
+    assert main(args) == 0  # no --overwrite needed
+    assert (tmp_path / "f" / "pareto.json").exists() and not (tmp_path / "f" / "INCOMPLETE").exists()
+    assert main(args) == 2  # a finished front is kept unless asked
+    assert "--overwrite replaces it" in capsys.readouterr().err

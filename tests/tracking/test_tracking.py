@@ -178,3 +178,90 @@ def test_repeated_track_flag_keeps_both(wide_csv: Path, tmp_path: Path) -> None:
     assert code == 0
     _only_run(uri)
     assert any((tmp_path / "r" / "tensorboard").iterdir())
+
+
+def test_task_names_that_sanitize_alike_stay_distinct(caplog: pytest.LogCaptureFixture) -> None:
+    from multitask.tracking import TaskNames
+
+    with caplog.at_level(logging.WARNING, logger="multitask.tracking._base"):
+        names = TaskNames(["a:b", "a_b", "a#b", "c"])
+    assert [names[t] for t in ("a_b", "a#b", "a:b", "c")] == ["a_b", "a_b_2", "a_b_3", "c"]  # safe names kept
+    assert "'a_b' and 'a#b' are both 'a_b'" in caplog.text
+    assert [TaskNames(["a_b", "a:b"])[t] for t in ("a:b", "a_b")] == ["a_b_2", "a_b"]  # whatever the order
+    record = {"epoch": 1, "train": {"a:b": 1.0, "a_b": 2.0}, "valid": {"a:b": 3.0, "a_b": 4.0}}
+    assert epoch_values(record) == {"train_loss/a_b_2": 1.0, "train_loss/a_b": 2.0, "valid_loss/a_b_2": 3.0,
+                                    "valid_loss/a_b": 4.0}
+    grouped = {"epoch": 1, "group": "000", "train": {"a:b": 1.0}, "lr": 0.1, "tasks": ["a:b", "a_b"]}
+    assert epoch_values(grouped) == {"train_loss/a_b_2": 1.0, "group/000/lr": 0.1}  # a_b is in another group
+    result = {"tasks": {"a:b": {"rmse": 1.0}, "a_b": {"rmse": 2.0}},
+              "baselines": {"stl": {"tasks": {"a:b": {"rmse": 5.0}, "a_b": {"rmse": 6.0}}}}}
+    assert final_values(result) == {"metric/a_b_2/rmse": 1.0, "metric/a_b/rmse": 2.0,
+                                    "baseline/stl/metric/a_b_2/rmse": 5.0, "baseline/stl/metric/a_b/rmse": 6.0}
+
+
+def test_tensorboard_run_keeps_colliding_task_names_apart(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from tests.conftest import make_wide
+
+    data = make_wide(120).rename(columns={"y1": "a:b", "y2": "a_b"})
+    data["a_b"] = data["a_b"].astype(float) * 3.0
+    data.to_csv(tmp_path / "w.csv", index=False)
+    cfg = RunConfig(data=str(tmp_path / "w.csv"), tasks=["a:b:regression", "a_b:regression"],
+                    features=["x0", "x1", "x2"], out=str(tmp_path / "run"), track=["tensorboard"],
+                    train={"epochs": 2, "progress": False})
+    result = train(cfg)
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train_loss/a_b", "train_loss/a_b_2", "metric/a_b/rmse", "metric/a_b_2/rmse"} <= tags
+    assert [e.step for e in events.Scalars("train_loss/a_b_2")] == [1, 2]
+    assert events.Scalars("metric/a_b_2/rmse")[-1].value == pytest.approx(result.metrics["a:b"]["rmse"], rel=1e-6)
+    assert events.Scalars("metric/a_b/rmse")[-1].value == pytest.approx(result.metrics["a_b"]["rmse"], rel=1e-6)
+
+
+def test_grouped_run_sends_each_groups_epochs(wide_csv: Path, tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    train(_cfg(wide_csv, out, track=["tensorboard"], groups=[["y1", "cls"], ["y2"]], train={"epochs": 2}))
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train_loss/y1", "train_loss/cls", "train_loss/y2", "valid_loss/y2", "group/000/lr",
+            "group/001/valid_total", "metric/y2/auc"} <= tags
+    assert "lr" not in tags and "valid_total" not in tags  # each group's own, never mixed on one curve
+    for task, member in (("y1", 0), ("y2", 1)):
+        log = [json.loads(line) for line in (out / "groups" / f"00{member}" / "log.jsonl").read_text().splitlines()]
+        curve = events.Scalars(f"valid_loss/{task}")
+        assert [e.step for e in curve] == [1, 2]
+        assert [e.value for e in curve] == pytest.approx([r["valid"][task] for r in log], rel=1e-6)
+
+
+def test_resumed_grouped_run_replays_its_members_epochs(wide_csv: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from multitask.tracking import Tracking
+
+    out = tmp_path / "run"
+    logged = Tracking.epoch
+
+    def killed_in_the_second_group(self: Tracking, record: dict) -> None:
+        logged(self, record)
+        if record["group"] == "001" and record["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    groups = [["y1", "cls"], ["y2"]]
+    with monkeypatch.context() as m:
+        m.setattr(Tracking, "epoch", killed_in_the_second_group)
+        with pytest.raises(KeyboardInterrupt):
+            train(_cfg(wide_csv, out, track=["tensorboard"], groups=groups, train={"epochs": 3}))
+    shutil.rmtree(out / "tensorboard")  # the resumed run's store holds only what the resumed run sends
+    train(_cfg(wide_csv, out, track=["tensorboard"], groups=groups, train={"epochs": 3}), resume=True)
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    for name in ("valid_loss/y1", "valid_loss/y2", "group/000/lr", "group/001/lr"):
+        assert [e.step for e in events.Scalars(name)] == [1, 2, 3], name

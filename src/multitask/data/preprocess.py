@@ -15,7 +15,10 @@ as it is in data to predict on:
   never a reason to one-hot encode the numbers;
 * any other column of strings (including one whose values all look like numbers, a ``category`` column, or
   one where numbers are half or fewer of the values) is categorical;
-* a column holding nested values (lists, dicts, arrays) is an error.
+* a column holding nested values (lists, dicts, arrays) is an error;
+* a categorical column whose values are nearly all distinct in the training part (at least 50 distinct values,
+  in more than 90 % of its non-missing rows: an id, a time stamp as text, free text) is an error naming it:
+  one-hot encoded, it would say nothing about new rows and take one column per training row.
 
 Numbers stay finite: a value so large that the mean or standard deviation of its column overflows (a
 feature or a regression target of 1e300), or that standardizes beyond float32 in new data, is an error
@@ -55,6 +58,10 @@ MISSING = "(missing)"
 FORMAT = "multitask-preprocessing/1"
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _BLOCK_BYTES = 1 << 23  # at most 8 MiB in one block of :class:`_Staging` (one row at least)
+#: a string column with at least this many distinct values, and distinct values in more than this share of
+#: its non-missing training rows, is not a category (see :func:`_check_categories`)
+_ID_MIN_DISTINCT = 50
+_ID_SHARE = 0.9
 
 
 @dataclass
@@ -136,6 +143,9 @@ def _numeric(values: pd.Series, where: str, column: str) -> np.ndarray:
             raise DataError(f"{where}: column {column!r} has non-numeric value {bad.iloc[0]!r} at row {bad.index[0]}")
     x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
     bad_rows = ~np.isfinite(x)
+    if len(x) > 1 and np.isnan(x).all():
+        raise DataError(f"{where}: feature column {column!r} is empty in every row; drop it from the features "
+                        "(--features)")
     if bad_rows.any():
         pos = int(np.flatnonzero(bad_rows)[0])
         row = values.index[pos]
@@ -625,5 +635,27 @@ def _fit_source(spec: DataSpec, name: str, rows: np.ndarray | None) -> SourceCod
             mean, std = _mean_std(_numeric(values, where, col), values, where, f"feature column {col!r}")
             columns.append(ColumnCodec(col, "numeric", mean=mean, std=std))
         else:
-            columns.append(ColumnCodec(col, "categorical", categories=sorted(set(_distinct_str(values)[0]))))
+            categories = sorted(set(_distinct_str(values)[0]))
+            _check_categories(values, categories, where, col)
+            columns.append(ColumnCodec(col, "categorical", categories=categories))
     return SourceCodec(columns=columns)
+
+
+def _check_categories(values: pd.Series, categories: list[str], where: str, column: str) -> None:
+    """DataError for a column of strings whose values are nearly all distinct (an id, a time stamp, free text):
+    one-hot encoded it tells nothing about a new row (whose value was never seen) and takes a column per row."""
+    labelled = int(values.notna().sum())
+    distinct = len(categories) - (MISSING in categories)
+    if distinct >= _ID_MIN_DISTINCT and distinct > _ID_SHARE * labelled:
+        shown = pd.Series([c for c in categories if c != MISSING], dtype=object)
+        if pd.to_numeric(shown, errors="coerce").notna().all():  # numbers read as text
+            raise DataError(
+                f"{where}: feature column {column!r} holds numbers, but is read as text (most likely a cell that "
+                "is not a number, such as '?' or '-', is in a row outside the training part); fix those cells "
+                "(leave missing values empty), or drop the column from the features (--features)"
+            )
+        raise DataError(
+            f"{where}: feature column {column!r} has {distinct} distinct values in its {labelled} training rows: "
+            f"an id, a date or free text, not a category (one-hot encoded, a new row's value is one never seen); "
+            "drop it from the features (--features) or convert it to numbers"
+        )

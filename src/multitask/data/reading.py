@@ -67,6 +67,10 @@ def read_table(path: str | Path, sep: str | None = None) -> pd.DataFrame:
             frame = pd.read_csv(p, sep=sep)
     except DataError:
         raise
+    except UnicodeDecodeError as e:  # a CSV saved in another encoding (Latin-1, Windows-1252, UTF-16)
+        bad = e.object[e.start:e.start + 1].hex()
+        raise DataError(f"{p}: is not UTF-8 text (byte 0x{bad} cannot be decoded); save it as UTF-8 "
+                        "(\"CSV UTF-8\" in a spreadsheet program)") from None
     except (OSError, ValueError, ImportError) as e:  # pandas' and pyarrow's parser errors are ValueErrors
         kind = "Parquet" if parquet else "CSV"
         raise DataError(f"{p}: cannot be read as {kind}: {str(e).splitlines()[0]}") from None

@@ -36,7 +36,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -197,6 +197,8 @@ class Grouped:
         self.groups = groups  # "auto", or the groups as given
         self.options = dict(options or {})  # of "auto": OPTIONS
         self.source = source  # the file the groups were read from
+        #: called with each epoch's log record of each member (experiment tracking), ``group`` and ``tasks`` added
+        self.on_record: Callable[[dict[str, Any]], None] | None = None
 
     @classmethod
     def from_config(cls, cfg: RunConfig) -> Self:
@@ -311,11 +313,26 @@ class Grouped:
             model = make(self.member_config(group))
             where = member_dir(run_dir, i) if run_dir is not None else None
             log.info("group %d of %d: %s", i + 1, len(self.groups_), ", ".join(group))
+            if self.on_record is not None and hasattr(model, "on_record"):
+                self._track(model, i, where if resume else None)
             members.append(model.fit([by_name[n] for n in group], pre, train.only_tasks(group),
                                      valid.only_tasks(group), where, resume=resume))
         self.members_ = members
         self.tasks_ = list(tasks)
         return self
+
+    def _track(self, member: Any, index: int, resumed: Path | None) -> None:
+        """Send member ``index``'s epochs to :attr:`on_record` as ``group`` NNN (with ``tasks``, every task of
+        the run): first those it logged before (``resumed``: the member's folder of a resumed run), then each
+        new one as it ends."""
+        on_record, scope = self.on_record, {"group": f"{index:03d}", "tasks": [n for g in self.groups_ for n in g]}
+        assert on_record is not None
+        log_file = resumed / "log.jsonl" if resumed is not None else None
+        if log_file is not None and log_file.exists():
+            for line in log_file.read_text().splitlines():
+                if line.strip():
+                    on_record({**json.loads(line), **scope})
+        member.on_record = lambda record: on_record({**record, **scope})
 
     def _measure(self, tasks: Sequence[Task], pre: Preprocessor, train: Arrays, run_dir: Path | None) -> Groups:
         """Measure affinity on ``train`` and choose the best partition (``groups: auto``)."""

@@ -6,6 +6,9 @@ point per preference, the per-task validation losses. For comparison, one ordina
 smaller grid is trained with those fixed task weights. Both fronts are scored by their hypervolume against one
 reference point (the worst loss of each task over all points, padded by 10 % of its range), and plotted for
 two or three tasks.
+
+The folder is marked ``INCOMPLETE`` from the start until ``pareto.json`` is written: a front that diverged or
+was stopped is replaced by the next run without ``--overwrite``; a finished front needs ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ from multitask.runs import Prepared, prepare
 from multitask.train import fit, validation_losses
 
 RESULT_FILE = "pareto.json"
+#: the marker of a front being written (removed once ``pareto.json`` is): a rerun replaces such a folder
+INCOMPLETE = "INCOMPLETE"
+FRONT_FORMAT = "multitask-pareto/1"
 
 
 @dataclass
@@ -57,17 +63,31 @@ class ParetoResult:
         }
 
 
+def _unfinished(path: Path) -> bool:
+    """Whether ``path`` holds a front that :func:`pareto` started and did not finish (its marker is there)."""
+    try:
+        marker = json.loads((path / INCOMPLETE).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(marker, dict) and marker.get("format") == FRONT_FORMAT
+
+
 def _prepare_out(out: str | Path, overwrite: bool) -> Path:
+    """``out`` emptied and marked unfinished: a new or empty folder, a front that did not finish (replaced), or
+    with ``overwrite`` a finished front (replaced); anything else is refused."""
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--out {path}: is a file, not a folder")
     if path.exists() and any(path.iterdir()):
-        if not (path / RESULT_FILE).exists() and not (path / "conditioned").exists():
+        unfinished = _unfinished(path)
+        if not unfinished and not (path / RESULT_FILE).exists() and not (path / "conditioned").exists():
             raise ConfigError(f"--out {path}: the folder has other files in it; give a new or empty folder")
-        if not overwrite:
+        if not unfinished and not overwrite:
             raise ConfigError(f"--out {path}: a front is already there; --overwrite replaces it")
         shutil.rmtree(path)
     path.mkdir(parents=True, exist_ok=True)
+    write_text(path / INCOMPLETE, json.dumps({"format": FRONT_FORMAT, "state": "training started; this front is "
+                                              "not complete until this file is gone"}) + "\n")
     return path
 
 
@@ -156,11 +176,12 @@ def pareto(
         volumes[str(m)] = hypervolume(values[where], reference)
     result = ParetoResult(target, names, table, reference, volumes, seconds)
     write_text(target / "front.csv", table.to_csv(index=False))
-    write_text(target / RESULT_FILE, strict_json(result.to_json()))
     if len(names) <= 3:
         from multitask.pareto._plot import plot_front
 
         plot_front(table, names, target / "pareto.png")
+    write_text(target / RESULT_FILE, strict_json(result.to_json()))
+    (target / INCOMPLETE).unlink()
     return result
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -14,10 +15,46 @@ from multitask.errors import ConfigError
 #: characters a metric or parameter name keeps; any other becomes "_" (MLflow's rule, also fine for TensorBoard)
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-. /]")
 
+log = logging.getLogger(__name__)
+
 
 def safe_name(name: str) -> str:
     """``name`` with the characters tracking stores refuse replaced by ``_``."""
     return _UNSAFE.sub("_", name)
+
+
+class TaskNames:
+    """Task names as a tracking store keeps them: distinct tasks get distinct names.
+
+    A name keeps its characters that stores accept (:func:`safe_name`, others become ``_``). Names that are
+    safe already are kept as they are; a name that would then equal another task's gets ``_2`` (``_3``, ...),
+    in the order of the original names, so ``a:b`` beside ``a_b`` is tracked as ``a_b_2`` in every run.
+    """
+
+    def __init__(self, tasks: Iterable[str] = ()) -> None:
+        self._names: dict[str, str] = {}
+        self._taken: set[str] = set()
+        self.add(tasks)
+
+    def add(self, tasks: Iterable[str]) -> None:
+        """Name the tasks not named yet (safe names first, then the others in sorted order)."""
+        new = sorted(set(tasks) - self._names.keys(), key=lambda t: (safe_name(t) != t, t))
+        for task in new:
+            base = safe_name(task)
+            name, n = base, 2
+            while name in self._taken:
+                name, n = f"{base}_{n}", n + 1
+            if name != base:
+                other = next(t for t, v in self._names.items() if v == base)
+                log.warning("tasks %r and %r are both %r in a tracking store: %r is tracked as %r",
+                            other, task, base, task, name)
+            self._names[task] = name
+            self._taken.add(name)
+
+    def __getitem__(self, task: str) -> str:
+        if task not in self._names:
+            self.add([task])
+        return self._names[task]
 
 
 class Tracker(Protocol):
@@ -49,28 +86,44 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def epoch_values(record: dict[str, Any]) -> dict[str, float]:
-    """The scalars of one ``log.jsonl`` record (one epoch of a deep model); undefined values are left out."""
+def epoch_values(record: dict[str, Any], names: TaskNames | None = None) -> dict[str, float]:
+    """The scalars of one ``log.jsonl`` record (one epoch of a deep model); undefined values are left out.
+
+    ``names`` are the run's tracked task names (by default, those of this record's tasks). A record of one
+    group of a run trained by groups (its ``group``: ``000``, ...; its ``tasks``: every task of the run, named
+    first) names its per-task values as any record (each task is in one group) and its other values
+    ``group/NNN/valid_total``, ``group/NNN/lr``, ...
+    """
+    parts = (("train", "train_loss"), ("valid", "valid_loss"), ("weights", "weight"))
+    names = names if names is not None else TaskNames()
+    names.add(record.get("tasks") or ())
+    names.add(task for part, _ in parts for task in (record.get(part) or {}))
     values: dict[str, float] = {}
-    for part, prefix in (("train", "train_loss"), ("valid", "valid_loss"), ("weights", "weight")):
+    for part, prefix in parts:
         for task, value in (record.get(part) or {}).items():
             if _finite(value):
-                values[safe_name(f"{prefix}/{task}")] = float(value)
+                values[f"{prefix}/{names[task]}"] = float(value)
+    scope = f"group/{safe_name(str(record['group']))}/" if record.get("group") is not None else ""
     for key in ("valid_total", "lr", "cosine", "seconds"):
         if _finite(record.get(key)):
-            values[key] = float(record[key])
+            values[scope + key] = float(record[key])
     return values
 
 
-def final_values(result: dict[str, Any]) -> dict[str, float]:
-    """The scalars of ``metrics.json``: per-task metrics, their means, each baseline's and its delta_m."""
+def final_values(result: dict[str, Any], names: TaskNames | None = None) -> dict[str, float]:
+    """The scalars of ``metrics.json``: per-task metrics, their means, each baseline's and its delta_m.
+
+    ``names`` are the run's tracked task names (by default, those of the result's tasks).
+    """
+    names = names if names is not None else TaskNames()
+    names.add(result.get("tasks") or {})
     values: dict[str, float] = {}
 
     def add(prefix: str, part: dict[str, Any]) -> None:
         for task, metrics in (part.get("tasks") or {}).items():
             for metric, value in (metrics or {}).items():
                 if _finite(value):
-                    values[safe_name(f"{prefix}metric/{task}/{metric}")] = float(value)
+                    values[f"{prefix}metric/{names[task]}/{safe_name(str(metric))}"] = float(value)
         for metric, value in (part.get("mean") or {}).items():
             if _finite(value):
                 values[safe_name(f"{prefix}mean/{metric}")] = float(value)
@@ -88,6 +141,7 @@ class Tracking:
 
     def __init__(self, trackers: dict[str, Tracker]) -> None:
         self.trackers = trackers
+        self.names = TaskNames()  # the run's task names in the stores, the same for every value sent
 
     def _each(self, what: str, *args: Any) -> None:
         for name, tracker in self.trackers.items():
@@ -103,7 +157,7 @@ class Tracking:
 
     def epoch(self, record: dict[str, Any]) -> None:
         """Log one ``log.jsonl`` record at step = its epoch."""
-        self._each("log", epoch_values(record), int(record.get("epoch", 0)))
+        self._each("log", epoch_values(record, self.names), int(record.get("epoch", 0)))
 
     def log(self, values: dict[str, float], step: int) -> None:
         self._each("log", values, step)
@@ -175,5 +229,5 @@ class RunTracking:
             return
         tracking, self.tracking = self.tracking, None
         if result is not None:
-            tracking.log(final_values(result), 0)
+            tracking.log(final_values(result, tracking.names), 0)
         tracking.finish(run_dir, failed=result is None)
