@@ -9,7 +9,7 @@ each part's ``alpha``. So the solver (as celer and skglm do, Massias et al., 201
 2. solves the problem restricted to those columns with :func:`~multitask.linear._solver.fista` (on the
    backend's ``restrict``, a fraction of the cost of a full pass), from the current point, with its steps
    scaled per feature by the backend's curvature bound when the backend gives one (measured once, one
-   pass): on a working set of sparse columns of unequal norms this cuts the iterations twenty-fold;
+   pass): on a working set of sparse columns of unequal norms this cuts the iterations ten- to twenty-fold;
 3. makes one full pass for ``G`` on all features and measures the optimality of the zeros outside the set:
    ``||prox_Ω(-G_out)||``, the proximal-gradient mapping of the full solver restricted to those features
    (for a norm it does not depend on the step), the distance of ``-G_j`` to the ball ``alpha`` of the dual
