@@ -27,7 +27,7 @@ pa = pytest.importorskip("pyarrow")
 from multitask.cli import main  # noqa: E402
 from multitask.data._spark import NumericEncoder, SparkTable, spark_session  # noqa: E402
 from multitask.errors import ConfigError, DataError  # noqa: E402
-from multitask.linear._spark import fit_spark  # noqa: E402
+from multitask.linear._spark import SparkBackend, fit_spark  # noqa: E402
 from tests.linear._helpers import ESTIMATORS, make  # noqa: E402
 
 NAMES = list(ESTIMATORS)
@@ -66,7 +66,32 @@ def wide_frame(n: int = 200, d: int = 4, seed: int = 1) -> pd.DataFrame:
 FEATURES = ["x0", "x1", "x2", "x3"]
 
 
+class _NoCurvature:
+    """An in-memory backend seen without its ``curvature``: the solver then takes one step for every feature."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend, self.n_tasks, self.n_features = backend, backend.n_tasks, backend.n_features
+        self.work = backend.work
+
+    def loss(self, W: np.ndarray, b: np.ndarray) -> float:
+        return float(self.backend.loss(W, b))
+
+    def loss_and_grad(self, W: np.ndarray, b: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        return self.backend.loss_and_grad(W, b)  # type: ignore[no-any-return]
+
+
 def in_memory(est: Any, frame: pd.DataFrame, targets: list[str] | None = None) -> Any:
+    """The in-memory fit, with the solver's steps as on Spark: per feature only if Spark's backend has a curvature
+    (otherwise the iterates would differ, and tolerance-level differences with them)."""
+    if not callable(getattr(SparkBackend, "curvature", None)):
+        prepare = est._prepare
+
+        def plain(X: Any, y: Any, tasks: Any) -> Any:
+            problem = prepare(X, y, tasks)
+            return type(problem)(problem.data, problem.losses, problem.targets, problem.classes, problem.mean,
+                                 _NoCurvature(problem.backend))
+
+        est._prepare = plain
     X = frame[FEATURES].to_numpy()
     if targets is None:
         return est.fit(X, frame["y"].to_numpy(), frame["task"].to_numpy())

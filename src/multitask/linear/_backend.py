@@ -9,6 +9,13 @@ A backend may also answer ``restrict(features)``: the backend of the same rows a
 ``features`` of ``X`` only, whose evaluations cost a fraction of a full one (what a working-set solver runs
 its inner solves on). :func:`restricted` gives it for any backend: the backend's own when it has one,
 otherwise evaluations of the full backend with the other columns of ``W`` at zero (each one a full pass).
+
+A backend may also answer ``curvature()``: a :class:`Curvature`, the diagonal (and intercept column) of
+``M_t = Aᵀ diag(c_t w_t) A`` with ``A = [X, 1]`` over task ``t``'s rows, ``w_t`` its row weights and ``c_t``
+its loss's largest second derivative (:attr:`~multitask.linear._losses.Loss.curvature_bound`). ``M_t`` bounds
+the Hessian of task ``t``'s loss in ``(w_t, b_t)`` everywhere, and it costs one pass (sums of ``x_ij^2`` and
+``x_ij``, as a gradient sums ``x_ij dz_i``). The solver scales its steps per feature by it
+(:func:`curvature`; a backend without it gets the same step for every feature).
 """
 
 from __future__ import annotations
@@ -28,6 +35,24 @@ Matrix = Any  # a dense ndarray or a scipy.sparse CSR matrix / array
 
 #: squared-loss groups use a precomputed Gram matrix when they have more rows than this many features
 _GRAM_MAX_FEATURES = 2000
+
+
+@dataclass(frozen=True)
+class Curvature:
+    """Per task ``t`` and feature ``j``: ``coef = sum_i c_t w_ti x_ij^2``, ``cross = sum_i c_t w_ti x_ij``;
+    ``intercept = sum_i c_t w_ti`` per task (the diagonal and intercept column of the bound ``Aᵀ diag(c w) A``)."""
+
+    coef: Array  # (n_tasks, n_features)
+    cross: Array  # (n_tasks, n_features)
+    intercept: Array  # (n_tasks,)
+
+
+def _dense(M: Matrix) -> Array:
+    return np.asarray(M.toarray() if sp.issparse(M) else M, dtype=float)
+
+
+def _squares(X: Matrix) -> Matrix:
+    return X.power(2) if sp.issparse(X) else X * X
 
 
 class Backend(Protocol):
@@ -88,6 +113,12 @@ class _RowGroup:
         XT = self.X.T if self.XT is None else self.XT
         return value, np.asarray(XT @ dZ).T, dZ.sum(axis=0)
 
+    def curvature(self) -> Curvature:
+        bound = np.array([loss.curvature_bound for loss in self.losses])
+        weights = self.weights * bound  # (n_r, m): c_t w_ti
+        XT = self.X.T if self.XT is None else self.XT
+        return Curvature(_dense(_squares(XT) @ weights).T, _dense(XT @ weights).T, weights.sum(axis=0))
+
     def restrict(self, features: NDArray[np.intp]) -> _RowGroup | _GramGroup | _BatchedGram:
         """The columns ``features``; squared-loss tasks through Gram matrices when these are the cheaper."""
         XT = None
@@ -144,6 +175,11 @@ class _GramGroup:
         G = self.weights[:, None] * (GV - self.cross)
         return value, G[:, :-1], G[:, -1]
 
+    def curvature(self) -> Curvature:  # squared loss: c = 1
+        diagonal = np.diag(self.gram)
+        w = self.weights[:, None]
+        return Curvature(w * diagonal[:-1], w * self.gram[:-1, -1], self.weights * diagonal[-1])
+
     def restrict(self, features: NDArray[np.intp]) -> _GramGroup:
         keep = np.append(features, self.gram.shape[-1] - 1)  # and the intercept's column
         return replace(self, gram=self.gram[np.ix_(keep, keep)], cross=self.cross[:, keep])
@@ -168,6 +204,11 @@ class _BatchedGram:
             return value, None, None
         G = self.weights[:, None] * (GV - self.cross)
         return value, G[:, :-1], G[:, -1]
+
+    def curvature(self) -> Curvature:  # squared loss: c = 1
+        diagonal = np.diagonal(self.gram, axis1=1, axis2=2)
+        w = self.weights[:, None]
+        return Curvature(w * diagonal[:, :-1], w * self.gram[:, :-1, -1], self.weights * diagonal[:, -1])
 
     def restrict(self, features: NDArray[np.intp]) -> _BatchedGram:
         keep = np.append(features, self.gram.shape[-1] - 1)
@@ -204,6 +245,14 @@ class _LongGroup:
         scaled = self.X.multiply(dz[:, None]).tocsr() if sp.issparse(self.X) else self.X * dz[:, None]
         grad_W = self.indicator @ scaled
         return value, np.asarray(grad_W.todense() if sp.issparse(grad_W) else grad_W), self.indicator @ dz
+
+    def curvature(self) -> Curvature:
+        weights = self.weights.copy()
+        for loss, rows in self.by_loss:
+            weights[rows] *= loss.curvature_bound
+        rows_to_tasks = sp.csr_array(self.indicator.multiply(weights[None, :]))  # (m, n_rows): c w of each row
+        return Curvature(_dense(rows_to_tasks @ _squares(self.X)), _dense(rows_to_tasks @ self.X),
+                         np.asarray(rows_to_tasks.sum(axis=1)).ravel())
 
     def restrict(self, features: NDArray[np.intp]) -> _LongGroup:
         return replace(self, X=_columns(self.X, features))
@@ -248,6 +297,12 @@ def restricted(backend: Backend, features: NDArray[np.intp]) -> Backend:
     return _Embedded(backend, features)
 
 
+def curvature(backend: Backend) -> Curvature | None:
+    """The backend's :class:`Curvature` when it gives one (``curvature()``), else None."""
+    method = getattr(backend, "curvature", None)
+    return method() if callable(method) else None
+
+
 class Counted:
     """A backend that counts its evaluations: ``passes`` over all the data, ``restricted_passes`` over the
     columns of a working set only (evaluations of its :meth:`restrict`; through the full backend, when that
@@ -273,6 +328,13 @@ class Counted:
     def loss_and_grad(self, W: Array, b: Array) -> tuple[float, Array, Array]:
         self._count()
         return self.backend.loss_and_grad(W, b)
+
+    def curvature(self) -> Curvature | None:
+        """The wrapped backend's :class:`Curvature` (one pass over the data), None when it has none."""
+        found = curvature(self.backend)
+        if found is not None:
+            self._count()
+        return found
 
     def restrict(self, features: NDArray[np.intp]) -> Backend:
         if self.can_restrict:
@@ -300,6 +362,15 @@ class Centered:
     def loss_and_grad(self, W: Array, b: Array) -> tuple[float, Array, Array]:
         value, grad_W, grad_b = self.backend.loss_and_grad(W, b - W @ self.mean)
         return value, grad_W - np.outer(grad_b, self.mean), grad_b
+
+    def curvature(self) -> Curvature | None:
+        """The wrapped backend's, for the centred columns ``x - mean``."""
+        inner = curvature(self.backend)
+        if inner is None:
+            return None
+        m, c = self.mean[None, :], inner.intercept[:, None]
+        coef = np.maximum(inner.coef - 2.0 * m * inner.cross + c * m * m, 0.0)
+        return Curvature(coef, inner.cross - c * m, inner.intercept)
 
     def restrict(self, features: NDArray[np.intp]) -> Backend:
         return Centered(restricted(self.backend, features), self.mean[features])
@@ -394,6 +465,15 @@ class ArrayBackend:
         out._groups = [group.restrict(features) for group in self._groups]
         out.work = sum(_work(group, out.n_features) for group in out._groups)
         return out
+
+    def curvature(self) -> Curvature:
+        """:class:`Curvature` of every task, from its group's rows."""
+        coef, cross = np.zeros((self.n_tasks, self.n_features)), np.zeros((self.n_tasks, self.n_features))
+        intercept = np.zeros(self.n_tasks)
+        for group in self._groups:
+            part = group.curvature()
+            coef[group.tasks], cross[group.tasks], intercept[group.tasks] = part.coef, part.cross, part.intercept
+        return Curvature(coef, cross, intercept)
 
     def loss(self, W: Array, b: Array) -> float:
         return sum(group.evaluate(W, b, grad=False)[0] for group in self._groups)

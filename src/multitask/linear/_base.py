@@ -30,7 +30,7 @@ from multitask.linear._losses import Loss, get_loss
 from multitask.linear._penalties import Penalty
 from multitask.linear._scale import ScaleInputs
 from multitask.linear._solver import DivergedError, SolverResult, fista
-from multitask.linear._working_set import applies, working_set_fista
+from multitask.linear._working_set import applies, feature_metric, working_set_fista
 
 Array = NDArray[np.float64]
 #: below this many multiply-adds per loss evaluation the solver runs BLAS on one thread
@@ -152,7 +152,7 @@ class LinearMTL(BaseEstimator):
             return working_set_fista(backend, penalty, coef, intercept,  # type: ignore[arg-type]
                                      fit_intercept=self.fit_intercept, tol=self.tol, max_iter=self.max_iter)
         return fista(backend, penalty, coef, intercept, fit_intercept=self.fit_intercept, tol=self.tol,
-                     max_iter=self.max_iter)
+                     max_iter=self.max_iter, metric=feature_metric(backend, penalty, coef.shape[0]))
 
     def _set_parts(self, coef: Array) -> None:
         """Store the parts of a decomposed W under their names (nothing for a single part)."""

@@ -57,6 +57,11 @@ class Loss:
             return p * (1.0 - p)
         return np.where(1.0 - (2.0 * y - 1.0) * z >= 0.0, 2.0, 0.0)
 
+    @property
+    def curvature_bound(self) -> float:
+        """The largest second derivative in ``z`` over all ``z`` and targets: 1, 1/4 (logistic), 2 (squared hinge)."""
+        return {"squared": 1.0, "logistic": 0.25}.get(self.name, 2.0)
+
     def best_constant(self, y: Array) -> float:
         """``argmin_c mean(loss(c, y))``: the mean, its log-odds (logistic) or ``2 mean - 1`` (squared hinge)."""
         p = float(np.mean(y))

@@ -4,7 +4,8 @@
 operator. The norms also give ``dual_norm(G)``: for ``G`` the loss gradient at ``W = 0``, ``W = 0`` is optimal
 exactly when ``alpha >= dual_norm(G)``. Norms that are sums over features (ℓ1, ℓ2,1, ℓ1,∞) also give
 ``feature_dual_norms(G)``, the dual norm of each feature's column: feature ``j`` can stay at 0 exactly when
-it is at most ``alpha`` (what a working set ranks features by). Decomposed models (``W = P + Q``) stack their parts as ``(n_blocks, n_tasks, n_features)`` and
+it is at most ``alpha`` (what a working set ranks features by); their ``prox`` takes one step per feature
+(an array of shape ``(n_features,)``), the prox under a metric that is constant on each feature's column. Decomposed models (``W = P + Q``) stack their parts as ``(n_blocks, n_tasks, n_features)`` and
 use :class:`Blocks`, which applies one penalty per part.
 """
 
@@ -36,7 +37,7 @@ class FeatureNorm(Protocol):
 
     def value(self, W: Array) -> float: ...
 
-    def prox(self, W: Array, step: float) -> Array: ...
+    def prox(self, W: Array, step: float | Array) -> Array: ...
 
     def feature_dual_norms(self, G: Array) -> Array: ...
 
@@ -61,7 +62,8 @@ class L1Norm:
     def value(self, W: Array) -> float:
         return self.alpha * float(np.abs(W).sum())
 
-    def prox(self, W: Array, step: float) -> Array:
+    def prox(self, W: Array, step: float | Array) -> Array:
+        """Soft thresholding; ``step`` one number, or one per feature."""
         return np.sign(W) * np.maximum(np.abs(W) - step * self.alpha, 0.0)
 
     def dual_norm(self, G: Array) -> float:
@@ -87,9 +89,14 @@ class GroupNorm:
     def value(self, W: Array) -> float:
         return self.alpha * float(np.linalg.norm(W, axis=self._axis).sum())
 
-    def prox(self, W: Array, step: float) -> Array:
+    def prox(self, W: Array, step: float | Array) -> Array:
+        """Group soft thresholding; ``step`` one number, or one per feature (groups ``"features"``).
+
+        A group whose norm exceeds the threshold by less than its own round-off (4 ulps) goes to zero.
+        """
         norms = np.linalg.norm(W, axis=self._axis, keepdims=True)
-        kept = np.maximum(norms - step * self.alpha, 0.0)
+        kept = norms - step * self.alpha
+        kept = np.where(kept > 4.0 * np.finfo(float).eps * norms, kept, 0.0)
         return W * np.divide(kept, norms, out=np.zeros_like(norms), where=kept > 0)
 
     def dual_norm(self, G: Array) -> float:
@@ -103,8 +110,11 @@ class GroupNorm:
         return np.linalg.norm(G, axis=0)
 
 
-def project_l1_ball(V: Array, radius: float) -> Array:
-    """Euclidean projection of each column of ``V`` onto ``{x : ||x||_1 <= radius}`` (Duchi et al., 2008)."""
+def project_l1_ball(V: Array, radius: float | Array) -> Array:
+    """Euclidean projection of each column of ``V`` onto ``{x : ||x||_1 <= radius}`` (Duchi et al., 2008).
+
+    ``radius`` one number, or one per column.
+    """
     magnitude = np.abs(V)
     inside = magnitude.sum(axis=0) <= radius
     if inside.all():
@@ -129,7 +139,8 @@ class L1InfNorm:
             return 0.0
         return self.alpha * float(np.abs(W).max(axis=0).sum())
 
-    def prox(self, W: Array, step: float) -> Array:
+    def prox(self, W: Array, step: float | Array) -> Array:
+        """``step`` one number, or one per feature."""
         return W - project_l1_ball(W, step * self.alpha)
 
     def dual_norm(self, G: Array) -> float:
@@ -212,8 +223,9 @@ class Blocks:
     def value(self, V: Array) -> float:
         return float(sum(part.value(block) for part, block in zip(self.parts, V, strict=True)))
 
-    def prox(self, V: Array, step: float) -> Array:
-        return np.stack([part.prox(block, step) for part, block in zip(self.parts, V, strict=True)])
+    def prox(self, V: Array, step: float | Array) -> Array:
+        """Each part's prox; ``step`` one number, or one per feature when every part takes that."""
+        return np.stack([part.prox(block, step) for part, block in zip(self.parts, V, strict=True)])  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

