@@ -12,7 +12,10 @@ the data once, and their loss is the quadratic form of these sufficient statisti
 
 Passes over the data: one for the statistics (task counts, classes, the feature means, the Gram matrices),
 then one per loss evaluation for the tasks whose loss is not squared (none when every task is squared);
-:attr:`SparkBackend.passes` counts them.
+:attr:`SparkBackend.passes` counts them. With a working set (:mod:`multitask.linear._working_set`), the
+inner solves run on :meth:`SparkBackend.restrict`: jobs over the working set's columns only, persisted once
+per working set, counted apart (:attr:`SparkBackend.restricted_passes`); only the checks of optimality
+between working sets are full passes.
 """
 
 from __future__ import annotations
@@ -199,22 +202,33 @@ def _add(a: tuple[float, Array, Array], b: tuple[float, Array, Array]) -> tuple[
 
 
 # ---- the backend --------------------------------------------------------------------------------------------
+def select_columns(block: Block, features: NDArray[np.intp]) -> Block:
+    """An evaluation block with the columns ``features`` of its ``X`` only (rows, targets and tasks as they are)."""
+    return {**block, "X": np.ascontiguousarray(block["X"][:, features])}
+
+
 class SparkBackend:
     """Sum over tasks of each task's mean loss: Gram statistics on the driver, the other tasks on Spark.
 
     ``gram`` serves the squared-loss tasks with no pass over the data; ``blocks`` (an RDD of evaluation
     blocks, see :func:`index_block`) holds the rows of the ``distributed`` tasks, whose loss and gradient
-    are one ``treeAggregate`` job per evaluation. ``passes`` counts the jobs run so far.
+    are one ``treeAggregate`` job per evaluation. ``passes`` counts the jobs run so far over every column,
+    ``restricted_passes`` those over the columns of a working set (evaluations of :meth:`restrict`'s backends).
     """
+
+    #: :meth:`restrict` is cheaper than a full pass (the working-set solver may use it)
+    can_restrict = True
 
     def __init__(self, n_tasks: int, n_features: int, gram: _BatchedGram | None, blocks: Any,
                  distributed: NDArray[np.intp], inv_count: Array, loss_names: tuple[str, ...],
-                 run_job: Callable[[Callable[[], Any]], Any], depth: int = 2) -> None:
+                 run_job: Callable[[Callable[[], Any]], Any], depth: int = 2, storage_level: Any = None,
+                 parent: SparkBackend | None = None) -> None:
         self.n_tasks, self.n_features = n_tasks, n_features
         self.gram, self.blocks, self.distributed = gram, blocks, distributed
         self.inv_count, self.loss_names, self.depth = inv_count, loss_names, depth
-        self._run = run_job
-        self.passes = 0
+        self._run, self._level, self._parent = run_job, storage_level, parent
+        self.passes = self.restricted_passes = 0
+        self._cached: Any = None  # the RDD of the latest working set's columns, persisted
         self.work = float(len(gram.tasks) * (n_features + 1) ** 2) if gram is not None else 0.0
 
     def _distributed(self, W: Array, b: Array, grad: bool) -> tuple[float, Array, Array]:
@@ -225,7 +239,10 @@ class SparkBackend:
         def part(block: Block) -> tuple[float, Array, Array]:
             return evaluate_block(block, Wd, bd, inv, names, grad)
 
-        self.passes += 1
+        if self._parent is None:
+            self.passes += 1
+        else:
+            self._parent.restricted_passes += 1
         result: tuple[float, Array, Array] = self._run(
             lambda: self.blocks.map(part).treeAggregate(zero, _add, _add, depth=self.depth))
         return result
@@ -249,6 +266,33 @@ class SparkBackend:
 
     def loss_and_grad(self, W: Array, b: Array) -> tuple[float, Array, Array]:
         return self._evaluate(W, b, grad=True)
+
+    def restrict(self, features: NDArray[np.intp]) -> SparkBackend:
+        """The same rows and tasks on the columns ``features`` only: what a working-set solver runs on.
+
+        Squared-loss tasks with Gram statistics take their rows and columns on the driver. The distributed
+        tasks' blocks are cut to these columns and persisted, so the jobs of the restricted backend read
+        ``len(features)`` columns of each row (the first one reads the full blocks once to make the cut);
+        the blocks of the previous working set are dropped then, and the last ones by :meth:`close`.
+        """
+        features = np.asarray(features, dtype=np.intp)
+        root = self._parent if self._parent is not None else self
+        blocks = None
+        if len(self.distributed):
+            root.close()
+            blocks = self.blocks.map(lambda blk: select_columns(blk, features))
+            if self._level is not None:
+                blocks = blocks.persist(self._level)
+            root._cached = blocks
+        return SparkBackend(self.n_tasks, len(features), self.gram.restrict(features) if self.gram is not None else None,
+                            blocks, self.distributed, self.inv_count, self.loss_names, self._run, self.depth,
+                            self._level, root)
+
+    def close(self) -> None:
+        """Drop the persisted blocks of the latest working set (the full blocks are the caller's)."""
+        if self._cached is not None:
+            self._cached.unpersist()
+            self._cached = None
 
 
 # ---- fitting an estimator on a Spark table -------------------------------------------------------------------
@@ -279,7 +323,9 @@ def fit_spark(estimator: LinearMTL, table: SparkTable, *, sufficient_statistics:
     wide form: one target column per task, a null or NaN target is a missing label; long form: a row whose
     target is null is unlabelled). Tasks are sorted by label (long form) or in the order of the target
     columns (wide form). Besides the usual fitted attributes, ``spark_passes_`` is the number of Spark jobs
-    over the data the fit ran.
+    over all the columns the fit ran (the statistics pass included), and ``spark_restricted_passes_`` the
+    number over the columns of a working set only (``working_set``: see :mod:`multitask.linear._working_set`;
+    ``"auto"`` turns it on from 500 features, as in memory).
     """
     estimator._check_params()
     single_loss = isinstance(estimator.loss, str)
@@ -342,13 +388,15 @@ def fit_spark(estimator: LinearMTL, table: SparkTable, *, sufficient_statistics:
     if len(distributed):
         evaluation = blocks.map(lambda blk: index_block(blk, ix)).persist(table.storage_level())
     backend = SparkBackend(n_tasks, n_features, gram, evaluation, distributed, 1.0 / counts[distributed],
-                           ix.loss_names, table.run_job)
+                           ix.loss_names, table.run_job, storage_level=table.storage_level())
     mean = stats.sum_x / stats.rows if estimator.fit_intercept else np.zeros(n_features)
     try:
         estimator._fit_backend(Centered(backend, mean), mean, labels, losses, classes, target_means)
     finally:
+        backend.close()
         if evaluation is not None:
             evaluation.unpersist()
     estimator.n_features_in_ = n_features
     estimator.spark_passes_ = passes + backend.passes
+    estimator.spark_restricted_passes_ = backend.restricted_passes
     return estimator
