@@ -296,13 +296,16 @@ class SparkBackend:
 
 
 # ---- fitting an estimator on a Spark table -------------------------------------------------------------------
-def _encoding(label: Any, stats: TaskStats, loss: Loss, where: str) -> tuple[float, float, Array | None]:
-    """``(scale, shift, classes)`` of one task's targets: what :func:`~multitask.linear._data.encode_binary` does."""
+def _encoding(ref: str, stats: TaskStats, loss: Loss, where: str) -> tuple[float, float, Array | None]:
+    """``(scale, shift, classes)`` of one task's targets: what :func:`~multitask.linear._data.encode_binary` does.
+
+    ``ref`` names the task in messages (``task 'a' (column 'y')``).
+    """
     if not loss.is_classification:
         return 1.0, 0.0, None
     values = sorted(stats.values)
     if len(values) > 2:
-        raise DataError(f"{where}: task {label!r}: loss {loss.name!r} needs two classes, found more "
+        raise DataError(f"{where}: {ref}: loss {loss.name!r} needs two classes, found more "
                         f"({values[:3]}...)")
     if len(values) == 2:
         lo, hi = values
@@ -347,27 +350,24 @@ def fit_spark(estimator: LinearMTL, table: SparkTable, *, sufficient_statistics:
         raise DataError(f"{where}: feature {table.feature_name(int(bad[0]))!r} is null, NaN or infinite in "
                         f"{int(stats.nonfinite_x[bad[0]])} rows (features are never imputed)")
     if table.form == "wide":
-        empty = [j for j in range(len(table.targets)) if stats.tasks[j].count == 0]
-        if empty:
-            raise DataError(f"{where}: task {table.targets[empty[0]]!r} (column {table.targets[empty[0]]!r}) "
-                            "has no labelled rows")
         keys: list[Any] = list(range(len(table.targets)))
         labels = np.asarray(table.targets)
+        about = [f"task {c!r} (column {c!r})" for c in table.targets]
     else:
         keys = sorted(stats.tasks)
-        labels = np.asarray(keys)
         if not keys:
             raise DataError(f"{where}: no labelled rows in column {table.target!r}")
-    losses = resolve_losses(estimator.loss, labels)
-    task_stats = [stats.tasks[k] for k in keys]
-    unlabelled = [label for label, s in zip(labels.tolist(), task_stats, strict=True) if s.count == 0]
-    if unlabelled:
-        raise DataError(f"{where}: task {unlabelled[0]!r} has no labelled rows")
-    for label, s in zip(labels.tolist(), task_stats, strict=True):
+        names = table.task_names
+        labels = np.asarray([names[k] for k in keys] if names is not None else keys)
+        about = [f"task {label!r} (column {table.target!r})" for label in labels.tolist()]
+    task_stats = [stats.tasks[k] if k in stats.tasks else TaskStats() for k in keys]
+    for ref, s in zip(about, task_stats, strict=True):
+        if s.count == 0 and not s.nonfinite_y:
+            raise DataError(f"{where}: {ref} has no labelled rows")
         if s.nonfinite_y:
-            raise DataError(f"{where}: task {label!r}: the target is infinite in {s.nonfinite_y} rows")
-    encodings = [_encoding(label, s, loss, where)
-                 for label, s, loss in zip(labels.tolist(), task_stats, losses, strict=True)]
+            raise DataError(f"{where}: {ref}: the target is infinite in {s.nonfinite_y} rows")
+    losses = resolve_losses(estimator.loss, labels)
+    encodings = [_encoding(ref, s, loss, where) for ref, s, loss in zip(about, task_stats, losses, strict=True)]
     classes = [e[2] for e in encodings]
     counts = np.array([s.count for s in task_stats], dtype=np.float64)
     target_means = np.array([e[0] * s.sum_y / s.count + e[1] for e, s in zip(encodings, task_stats, strict=True)])
