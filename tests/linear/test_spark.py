@@ -213,6 +213,25 @@ def test_working_set_restricts_gram_statistics_on_the_driver() -> None:
     assert_same_fit(in_memory(make("l21", alpha=0.05, working_set=True), frame, features=features), c)
 
 
+@pytest.mark.parametrize("form", ["long", "wide"])
+def test_working_set_of_squared_loss_beyond_gram_statistics_of_all_features(form: str,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # too many features for Gram statistics of every column (here: 40 and more), not of a working set's:
+    # one job per working set for its Gram statistics, then none
+    monkeypatch.setattr("multitask.linear._spark._GRAM_MAX_FEATURES", 40)
+    frame, features = sparse_frame()
+    targets = None
+    if form == "wide":
+        frame = pd.concat([frame[features], frame.pivot_table(index=frame.index, columns="task", values="y")], axis=1)
+        targets = ["a", "b", "c"]
+    a = in_memory(make("l21", alpha=0.2, working_set=True), frame, targets, features)
+    b = fit_spark(make("l21", alpha=0.2, working_set=True), list_table(frame, targets, 3, features))
+    assert_same_fit(a, b)
+    assert 0 < b.spark_restricted_passes_ < b.n_restricted_passes_ / 10
+    full = fit_spark(make("l21", alpha=0.2, working_set=False), list_table(frame, targets, 3, features))
+    assert full.spark_passes_ == full.n_passes_ + 1 > 10 * b.spark_passes_
+
+
 def test_auto_working_set_from_500_features() -> None:
     frame, features = sparse_frame(n=120, d=500, loss="logistic")
     a = in_memory(make("l21", alpha=0.05, loss="logistic", tol=1e-6), frame, features=features)

@@ -201,6 +201,27 @@ def _add(a: tuple[float, Array, Array], b: tuple[float, Array, Array]) -> tuple[
     return a[0] + b[0], a[1] + b[1], a[2] + b[2]
 
 
+def block_gram(block: Block, n_local: int) -> tuple[Array, Array, Array]:
+    """Per distributed task of an evaluation block: ``A_tᵀA_t``, ``A_tᵀy_t`` and ``||y_t||²``, ``A_t = [X_t, 1]``."""
+    X = block["X"]
+    k = X.shape[1] + 1
+    gram, cross, yy = np.zeros((n_local, k, k)), np.zeros((n_local, k)), np.zeros(n_local)
+    if len(X) == 0:
+        return gram, cross, yy
+    A = np.hstack([X, np.ones((len(X), 1))])
+    if "Y" in block:
+        parts = [(j, block["mask"][:, j], block["Y"][:, j]) for j in range(n_local)]
+        segments = [(j, rows, y[rows]) for j, rows, y in parts]
+    else:
+        ends = np.append(block["starts"][1:], len(X))
+        segments = [(int(t), slice(a, e), block["y"][a:e])
+                    for t, a, e in zip(block["tasks"], block["starts"], ends, strict=True)]
+    for j, rows, y in segments:
+        At = A[rows]
+        gram[j], cross[j], yy[j] = At.T @ At, At.T @ y, y @ y
+    return gram, cross, yy
+
+
 # ---- the backend --------------------------------------------------------------------------------------------
 def select_columns(block: Block, features: NDArray[np.intp]) -> Block:
     """An evaluation block with the columns ``features`` of its ``X`` only (rows, targets and tasks as they are)."""
@@ -222,13 +243,18 @@ class SparkBackend:
     def __init__(self, n_tasks: int, n_features: int, gram: _BatchedGram | None, blocks: Any,
                  distributed: NDArray[np.intp], inv_count: Array, loss_names: tuple[str, ...],
                  run_job: Callable[[Callable[[], Any]], Any], depth: int = 2, storage_level: Any = None,
-                 parent: SparkBackend | None = None) -> None:
+                 parent: SparkBackend | None = None, gram_max_features: int = 0) -> None:
         self.n_tasks, self.n_features = n_tasks, n_features
         self.gram, self.blocks, self.distributed = gram, blocks, distributed
         self.inv_count, self.loss_names, self.depth = inv_count, loss_names, depth
         self._run, self._level, self._parent = run_job, storage_level, parent
+        #: :meth:`restrict` turns distributed squared-loss tasks into Gram statistics up to this many columns
+        self.gram_max_features = gram_max_features
         self.passes = self.restricted_passes = 0
         self._cached: Any = None  # the RDD of the latest working set's columns, persisted
+        self._last: SparkBackend | None = None  # the backend of the latest working set
+        #: the columns of the parent's ``X`` that this backend's are (all of them for a full backend)
+        self.features: NDArray[np.intp] | None = None
         self.work = float(len(gram.tasks) * (n_features + 1) ** 2) if gram is not None else 0.0
 
     def _distributed(self, W: Array, b: Array, grad: bool) -> tuple[float, Array, Array]:
@@ -273,26 +299,51 @@ class SparkBackend:
         Squared-loss tasks with Gram statistics take their rows and columns on the driver. The distributed
         tasks' blocks are cut to these columns and persisted, so the jobs of the restricted backend read
         ``len(features)`` columns of each row (the first one reads the full blocks once to make the cut);
-        the blocks of the previous working set are dropped then, and the last ones by :meth:`close`.
+        the blocks of the previous working set are dropped then, and the last ones by :meth:`close`. When
+        every distributed task has the squared loss (too many features for Gram statistics of all columns,
+        but not of these), one job sums their Gram statistics on these columns instead, and the restricted
+        backend runs no job.
         """
         features = np.asarray(features, dtype=np.intp)
         root = self._parent if self._parent is not None else self
-        blocks = None
-        if len(self.distributed):
+        if self is root and root._last is not None and np.array_equal(root._last.features, features):
+            return root._last  # the same working set again (solved to a tighter tolerance)
+        gram = self.gram.restrict(features) if self.gram is not None else None
+        blocks, distributed = None, self.distributed
+        if len(distributed) and set(self.loss_names) == {"squared"} and len(features) + 1 <= self.gram_max_features:
+            # squared loss only: one job for the Gram statistics of these columns, then no job at all
+            n_local = len(distributed)
+
+            def part(block: Block) -> tuple[Array, Array, Array]:
+                return block_gram(select_columns(block, features), n_local)
+
+            k = len(features) + 1
+            zero = (np.zeros((n_local, k, k)), np.zeros((n_local, k)), np.zeros(n_local))
+            root.restricted_passes += 1
+            G, C, yy = self._run(lambda: self.blocks.map(part).treeAggregate(zero, _add, _add, depth=self.depth))
+            both = [g for g in (gram, _BatchedGram(distributed, G, C, yy, self.inv_count)) if g is not None]
+            gram = _BatchedGram(*(np.concatenate([getattr(g, name) for g in both])
+                                  for name in ("tasks", "gram", "cross", "yy", "weights")))
+            distributed = distributed[:0]
+        elif len(distributed):
             root.close()
             blocks = self.blocks.map(lambda blk: select_columns(blk, features))
             if self._level is not None:
                 blocks = blocks.persist(self._level)
             root._cached = blocks
-        return SparkBackend(self.n_tasks, len(features), self.gram.restrict(features) if self.gram is not None else None,
-                            blocks, self.distributed, self.inv_count, self.loss_names, self._run, self.depth,
-                            self._level, root)
+        out = SparkBackend(self.n_tasks, len(features), gram, blocks, distributed, self.inv_count, self.loss_names,
+                           self._run, self.depth, self._level, root, self.gram_max_features)
+        out.features = features
+        if self is root:
+            root._last = out
+        return out
 
     def close(self) -> None:
         """Drop the persisted blocks of the latest working set (the full blocks are the caller's)."""
         if self._cached is not None:
             self._cached.unpersist()
             self._cached = None
+        self._last = None
 
 
 # ---- fitting an estimator on a Spark table -------------------------------------------------------------------
@@ -388,7 +439,8 @@ def fit_spark(estimator: LinearMTL, table: SparkTable, *, sufficient_statistics:
     if len(distributed):
         evaluation = blocks.map(lambda blk: index_block(blk, ix)).persist(table.storage_level())
     backend = SparkBackend(n_tasks, n_features, gram, evaluation, distributed, 1.0 / counts[distributed],
-                           ix.loss_names, table.run_job, storage_level=table.storage_level())
+                           ix.loss_names, table.run_job, storage_level=table.storage_level(),
+                           gram_max_features=_GRAM_MAX_FEATURES if sufficient_statistics else 0)
     mean = stats.sum_x / stats.rows if estimator.fit_intercept else np.zeros(n_features)
     try:
         estimator._fit_backend(Centered(backend, mean), mean, labels, losses, classes, target_means)
