@@ -306,8 +306,9 @@ class SparkBackend:
         """
         features = np.asarray(features, dtype=np.intp)
         root = self._parent if self._parent is not None else self
-        if self is root and root._last is not None and np.array_equal(root._last.features, features):
-            return root._last  # the same working set again (solved to a tighter tolerance)
+        last = root._last
+        if self is root and last is not None and last.features is not None and np.array_equal(last.features, features):
+            return last  # the same working set again (solved to a tighter tolerance)
         gram = self.gram.restrict(features) if self.gram is not None else None
         blocks, distributed = None, self.distributed
         if len(distributed) and set(self.loss_names) == {"squared"} and len(features) + 1 <= self.gram_max_features:
