@@ -303,18 +303,6 @@ def test_squared_loss_on_spark_matches_memory(long_data: tuple[pd.DataFrame, Spa
     assert b.spark_passes_ == 1
 
 
-def test_classification_losses_on_spark_match_memory(spark: Any) -> None:
-    # a pass per loss evaluation: a strong penalty and tol=1e-2 keep the fit to about 30 passes (the
-    # iterates are those of the in-memory fit, so the solutions agree at any tolerance)
-    frame = long_frame(n_tasks=3, n=150, binary=True)
-    table = SparkTable.long(spark_frame(spark, frame, 2), FEATURES, "y", "task", spark=spark)
-    loss = {"a": "logistic", "b": "squared_hinge", "c": "logistic"}
-    a = in_memory(make("l21", loss=loss, alpha=0.05, tol=1e-2), frame)
-    b = fit_spark(make("l21", loss=loss, alpha=0.05, tol=1e-2), table)
-    assert_same_fit(a, b)
-    assert b.spark_passes_ > 1 and b.spark_restricted_passes_ == 0
-
-
 def vector_frame(spark: Any, frame: pd.DataFrame, features: list[str], partitions: int = 2) -> Any:
     """The frame with its features as one array column ``features`` (cheaper than hundreds of columns)."""
     rows = [(x.tolist(), t, y) for x, t, y in zip(frame[features].to_numpy(), frame["task"], frame["y"], strict=True)]
@@ -325,12 +313,15 @@ def persisted(spark: Any) -> int:
     return int(spark.sparkContext._jsc.getPersistentRDDs().size())
 
 
-def test_working_set_on_spark_matches_memory(spark: Any) -> None:
-    # the inner solves run jobs on the working set's columns, persisted once per working set and dropped after
+def test_classification_losses_with_a_working_set_on_spark_match_memory(spark: Any) -> None:
+    # a pass per loss evaluation: full passes between working sets, restricted passes (jobs on the working
+    # set's columns, persisted once per working set and dropped after) in the inner solves. A strong penalty
+    # and tol=1e-2 keep the fit to about 30 passes (the iterates are those of the in-memory fit, so the
+    # solutions agree at any tolerance); test_wide_form_with_missing_labels_on_spark fits without one.
     frame, features = sparse_frame(loss="logistic")
     table = SparkTable.long(vector_frame(spark, frame, features), "features", "y", "task", spark=spark)
     loss = {"a": "logistic", "b": "squared_hinge", "c": "logistic"}
-    params = {"alpha": 0.2, "loss": loss, "tol": 1e-2, "working_set": True}  # about 30 jobs
+    params = {"alpha": 0.2, "loss": loss, "tol": 1e-2, "working_set": True}
     a = in_memory(make("lasso", **params), frame, features=features)
     before = persisted(spark)
     b = fit_spark(make("lasso", **params), table)
@@ -356,6 +347,7 @@ def test_wide_form_with_missing_labels_on_spark(spark: Any) -> None:
     a = in_memory(make("mtrl", loss=losses, alpha=1.0, beta=1.0, tol=1e-3), frame, ["r1", "r2", "c"])
     b = fit_spark(make("mtrl", loss=losses, alpha=1.0, beta=1.0, tol=1e-3), table)
     assert_same_fit(a, b)
+    assert b.spark_passes_ > 1 and b.spark_restricted_passes_ == 0  # a pass per evaluation of the logistic task
 
 
 def test_task_in_some_partitions_and_empty_partitions(spark: Any) -> None:
