@@ -1,9 +1,10 @@
 """Passes over the data per Spark fit with and without a working set, on wide data with most coefficients zero.
 
 Wide form (every task labelled on every row), ``--tasks`` tasks, features as one array column, 10 of them
-used by the tasks (the rest are noise), written once per problem as Parquet under ``--work``. Each problem
-is fitted on ``--master`` (default ``local[2]``) by ``fit_spark`` with ``working_set=False`` and ``True``,
-``L21`` at ``--fraction`` of its limit strength (computed in memory), ``tol=--tol``:
+used by the tasks (the rest are noise), written once per problem as Parquet under ``--work`` (removed at
+the end). Each problem is fitted on ``--master`` (default ``local[2]``, driver memory ``--driver-memory``)
+by ``fit_spark`` with ``working_set=False`` and ``True``, ``L21`` at ``--fraction`` of its limit strength
+(computed in memory), ``tol=--tol``:
 
 * ``logistic``, ``--features`` columns: every evaluation of the loss is a Spark job;
 * ``squared``, ``--features`` columns: Gram statistics in the first pass, then no job either way;
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -66,6 +68,7 @@ def main() -> int:
     parser.add_argument("--tol", type=float, default=1e-5)
     parser.add_argument("--losses", nargs="+", default=["logistic", "squared"])
     parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--driver-memory", default="4g", help="the JVM's heap (in local mode it runs the executors)")
     parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "multitask-spark-ws"))
     args = parser.parse_args()
 
@@ -77,6 +80,7 @@ def main() -> int:
 
     warnings.simplefilter("ignore", ConvergenceWarning)
     warnings.simplefilter("ignore", FutureWarning)
+    os.environ.setdefault("PYSPARK_SUBMIT_ARGS", f"--driver-memory {args.driver_memory} pyspark-shell")
     spark = spark_session(args.master)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
