@@ -140,7 +140,8 @@ def train(cfg: RunConfig, overwrite: bool = False) -> SparkRunResult:
     columns = [*features, *dict.fromkeys([*target_columns, *([task_column] if task_column else [])])]
     table = SparkTable(frame.select(*columns), "long" if task_column else "wide", columns,
                        pre.sources["data"].width, encoder, [], where, path,
-                       target_columns[0] if task_column else None, task_column, list(names))
+                       target_columns[0] if task_column else None, task_column,
+                       [] if task_column else list(target_columns), list(names) if task_column else None)
     table.feature_names = _encoded_names(pre)
     estimator = model._estimator(tasks)
     start = time.perf_counter()
@@ -154,6 +155,7 @@ def train(cfg: RunConfig, overwrite: bool = False) -> SparkRunResult:
     model.intercept_ = np.asarray(estimator.intercept_, dtype=np.float64)
     model.tasks_ = list(tasks)
     fit = {"engine": "spark", "master": spark.sparkContext.master, "passes": int(estimator.spark_passes_),
+           "restricted_passes": int(estimator.spark_restricted_passes_),
            "iterations": int(estimator.n_iter_), "objective": float(estimator.objective_[-1]),
            "seconds": seconds}
     # everything succeeded: now the run directory is written, marked incomplete until metrics.json

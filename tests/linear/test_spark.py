@@ -1,9 +1,11 @@
 """The Spark engine: the same fits as in memory, bad input, and ``multitask train/predict --engine spark``.
 
-Every test that runs Spark shares one ``local[2]`` session (module scope; starting one takes seconds).
-The decomposition of the loss into blocks is also checked without Spark, for every formulation and every
-loss, over a list of blocks that stands in for an RDD (:class:`ListRDD`): the same functions run on the
-executors, and a fit on Spark takes a pass per evaluation for non-squared losses.
+Every test that runs Spark shares one ``local[2]`` session (module scope; starting one takes seconds) and
+the data it fits (module-scope fixtures), on one or two partitions: a Spark job costs about as much on a
+hundred rows as on a thousand. The decomposition of the loss into blocks is checked without Spark, for
+every formulation and every loss, with and without a working set, over a list of blocks that stands in for
+an RDD (:class:`ListRDD`): the same functions run on the executors, and a fit on Spark takes a pass per
+evaluation for non-squared losses, so these checks would take minutes on Spark.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ pa = pytest.importorskip("pyarrow")
 from multitask.cli import main  # noqa: E402
 from multitask.data._spark import NumericEncoder, SparkTable, spark_session  # noqa: E402
 from multitask.errors import ConfigError, DataError  # noqa: E402
-from multitask.linear._spark import SparkBackend, fit_spark  # noqa: E402
+from multitask.linear._spark import fit_spark  # noqa: E402
 from tests.linear._helpers import ESTIMATORS, make  # noqa: E402
 
 NAMES = list(ESTIMATORS)
@@ -66,33 +68,23 @@ def wide_frame(n: int = 200, d: int = 4, seed: int = 1) -> pd.DataFrame:
 FEATURES = ["x0", "x1", "x2", "x3"]
 
 
-class _NoCurvature:
-    """An in-memory backend seen without its ``curvature``: the solver then takes one step for every feature."""
+def sparse_frame(n: int = 150, d: int = 40, loss: str = "squared", seed: int = 2) -> tuple[pd.DataFrame, list[str]]:
+    """Long form, three tasks, ``d`` features of which 5 matter (binary targets for classification losses)."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    task = rng.integers(0, 3, n)
+    W = np.zeros((3, d))
+    W[:, :5] = 2.0 * rng.standard_normal((3, 5))
+    y = np.einsum("ij,ij->i", X, W[task]) + 0.3 * rng.standard_normal(n)
+    features = [f"f{j}" for j in range(d)]
+    frame = pd.DataFrame(X, columns=features)
+    frame["task"] = np.array(["a", "b", "c"])[task]
+    frame["y"] = y if loss == "squared" else (y > 0).astype(float)
+    return frame, features
 
-    def __init__(self, backend: Any) -> None:
-        self.backend, self.n_tasks, self.n_features = backend, backend.n_tasks, backend.n_features
-        self.work = backend.work
 
-    def loss(self, W: np.ndarray, b: np.ndarray) -> float:
-        return float(self.backend.loss(W, b))
-
-    def loss_and_grad(self, W: np.ndarray, b: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-        return self.backend.loss_and_grad(W, b)  # type: ignore[no-any-return]
-
-
-def in_memory(est: Any, frame: pd.DataFrame, targets: list[str] | None = None) -> Any:
-    """The in-memory fit, with the solver's steps as on Spark: per feature only if Spark's backend has a curvature
-    (otherwise the iterates would differ, and tolerance-level differences with them)."""
-    if not callable(getattr(SparkBackend, "curvature", None)):
-        prepare = est._prepare
-
-        def plain(X: Any, y: Any, tasks: Any) -> Any:
-            problem = prepare(X, y, tasks)
-            return type(problem)(problem.data, problem.losses, problem.targets, problem.classes, problem.mean,
-                                 _NoCurvature(problem.backend))
-
-        est._prepare = plain
-    X = frame[FEATURES].to_numpy()
+def in_memory(est: Any, frame: pd.DataFrame, targets: list[str] | None = None, features: list[str] = FEATURES) -> Any:
+    X = frame[features].to_numpy()
     if targets is None:
         return est.fit(X, frame["y"].to_numpy(), frame["task"].to_numpy())
     return est.fit(X, frame[targets])
@@ -127,17 +119,19 @@ class ListRDD:
         return self
 
 
-def list_table(frame: pd.DataFrame, targets: list[str] | None, n_blocks: int) -> SparkTable:
+def list_table(frame: pd.DataFrame, targets: list[str] | None, n_blocks: int, features: list[str] = FEATURES,
+               task_names: list[str] | None = None) -> SparkTable:
     """A table whose blocks are the frame cut into ``n_blocks`` Arrow batches (some of them empty)."""
     if targets is None:
-        encoder = NumericEncoder(tuple(FEATURES), False, len(FEATURES), "y", "task")
+        encoder = NumericEncoder(tuple(features), False, len(features), "y", "task")
     else:
-        encoder = NumericEncoder(tuple(FEATURES), False, len(FEATURES), targets=tuple(targets))
+        encoder = NumericEncoder(tuple(features), False, len(features), targets=tuple(targets))
     cuts = np.linspace(0, len(frame), n_blocks + 1).astype(int)
     batches = [pa.RecordBatch.from_pandas(frame.iloc[a:b], preserve_index=False) for a, b in pairwise(cuts)]
     batches.append(pa.RecordBatch.from_pandas(frame.iloc[:0], preserve_index=False))  # an empty block
-    table = SparkTable(None, "wide" if targets else "long", list(frame.columns), len(FEATURES), encoder, FEATURES,
-                       "the frame", None, None if targets else "y", None if targets else "task", targets or [])
+    table = SparkTable(None, "wide" if targets else "long", list(frame.columns), len(features), encoder, features,
+                       "the frame", None, None if targets else "y", None if targets else "task", targets or [],
+                       task_names)
     table.blocks = lambda: ListRDD([encoder(b) for b in batches])  # type: ignore[method-assign]
     table.run_job = lambda job: job()  # type: ignore[method-assign]
     table.storage_level = lambda: None  # type: ignore[method-assign]
@@ -182,6 +176,118 @@ def test_squared_loss_takes_one_pass_over_the_data() -> None:
     assert_same_fit(est, slow)
 
 
+#: the formulations whose penalty is a sum over features (what a working set applies to), and strengths
+#: that leave 5 to 20 of the 40 features of :func:`sparse_frame` nonzero
+WORKING_SET: dict[str, dict[str, float]] = {"lasso": {"alpha": 0.05}, "l21": {"alpha": 0.05},
+                                            "dirty": {"alpha_sparse": 0.05, "alpha_group": 0.04}}
+
+
+@pytest.mark.parametrize("loss", ["squared", "logistic", "squared_hinge"])
+@pytest.mark.parametrize("name", WORKING_SET)
+def test_blocks_with_a_working_set_give_the_in_memory_fit(name: str, loss: str) -> None:
+    frame, features = sparse_frame(loss=loss)
+    params = {**WORKING_SET[name], "loss": loss, "working_set": True}
+    a = in_memory(make(name, **params), frame, features=features)
+    # squared loss without sufficient statistics: on Spark, like the other losses
+    b = fit_spark(make(name, **params), list_table(frame, None, 4, features), sufficient_statistics=False)
+    assert_same_fit(a, b)
+    assert a.n_restricted_passes_ > 0
+    assert b.spark_restricted_passes_ == b.n_restricted_passes_ > 0  # each restricted evaluation is one job
+    assert b.spark_passes_ == b.n_passes_ + 1 < b.spark_restricted_passes_ / 5  # + the statistics pass
+
+
+@pytest.mark.parametrize("form", ["long", "wide"])
+@pytest.mark.parametrize("name", WORKING_SET)
+def test_spark_takes_the_in_memory_per_feature_steps(name: str, form: str) -> None:
+    # the curvature comes from one job on Spark: the iterates are those of the in-memory fit, not only its optimum
+    params = {**WORKING_SET[name], "tol": 1e-8}
+    if form == "long":
+        frame, features = sparse_frame(loss="logistic")
+        losses: Any = "logistic"
+        a = in_memory(make(name, loss=losses, **params), frame, features=features)
+        table = list_table(frame, None, 4, features)
+    else:
+        frame, features = wide_frame(), FEATURES
+        losses = ["squared", "squared", "logistic"]
+        a = in_memory(make(name, loss=losses, **params), frame, ["r1", "r2", "c"])
+        table = list_table(frame, ["r1", "r2", "c"], 3)
+    b = fit_spark(make(name, loss=losses, **params), table, sufficient_statistics=False)
+    assert len(b.objective_) == len(a.objective_)
+    np.testing.assert_allclose(b.objective_, a.objective_, rtol=1e-9)
+    np.testing.assert_allclose(b.coef_, a.coef_, atol=1e-9)
+
+
+def test_working_set_restricts_gram_statistics_on_the_driver() -> None:
+    # squared-loss tasks through Gram statistics restrict with no job; the logistic task restricts on Spark
+    frame, features = sparse_frame(seed=3)
+    targets = frame.pivot_table(index=frame.index, columns="task", values="y")
+    wide = pd.concat([frame[features], targets], axis=1)
+    wide["c"] = (wide["c"] > 0).astype(float).where(wide["c"].notna())
+    losses = ["squared", "squared", "logistic"]
+    a = in_memory(make("l21", alpha=0.05, loss=losses, working_set=True), wide, ["a", "b", "c"], features)
+    b = fit_spark(make("l21", alpha=0.05, loss=losses, working_set=True),
+                  list_table(wide, ["a", "b", "c"], 3, features))
+    assert_same_fit(a, b)
+    assert b.spark_restricted_passes_ > 0
+    c = fit_spark(make("l21", alpha=0.05, working_set=True), list_table(frame, None, 3, features))
+    assert c.spark_passes_ == 1 and c.spark_restricted_passes_ == 0 < c.n_restricted_passes_
+    assert_same_fit(in_memory(make("l21", alpha=0.05, working_set=True), frame, features=features), c)
+
+
+@pytest.mark.parametrize("form", ["long", "wide"])
+def test_working_set_of_squared_loss_beyond_gram_statistics_of_all_features(form: str,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # too many features for Gram statistics of every column (here: 40 and more), not of a working set's:
+    # one job per working set for its Gram statistics, then none
+    monkeypatch.setattr("multitask.linear._spark._GRAM_MAX_FEATURES", 40)
+    frame, features = sparse_frame()
+    targets = None
+    if form == "wide":
+        frame = pd.concat([frame[features], frame.pivot_table(index=frame.index, columns="task", values="y")], axis=1)
+        targets = ["a", "b", "c"]
+    a = in_memory(make("l21", alpha=0.2, working_set=True), frame, targets, features)
+    b = fit_spark(make("l21", alpha=0.2, working_set=True), list_table(frame, targets, 3, features))
+    assert_same_fit(a, b)
+    assert 0 < b.spark_restricted_passes_ < b.n_restricted_passes_ / 10
+    full = fit_spark(make("l21", alpha=0.2, working_set=False), list_table(frame, targets, 3, features))
+    assert full.spark_passes_ == full.n_passes_ + 1 > 10 * b.spark_passes_
+
+
+def test_auto_working_set_from_500_features() -> None:
+    frame, features = sparse_frame(n=120, d=500, loss="logistic")
+    a = in_memory(make("l21", alpha=0.05, loss="logistic", tol=1e-6), frame, features=features)
+    b = fit_spark(make("l21", alpha=0.05, loss="logistic", tol=1e-6), list_table(frame, None, 2, features))
+    assert_same_fit(a, b)
+    assert a.n_restricted_passes_ > 0 and b.spark_restricted_passes_ > 0
+    small, small_features = sparse_frame(d=40, loss="logistic")
+    c = fit_spark(make("l21", alpha=0.05, loss="logistic", tol=1e-6), list_table(small, None, 2, small_features))
+    assert c.spark_restricted_passes_ == 0
+
+
+# ---- errors name the task ---------------------------------------------------------------------------------------
+def test_errors_name_the_task_not_its_index() -> None:
+    # the command line's encoder gives each row's task as an index of the run's tasks: messages use names
+    frame = long_frame(n_tasks=3)
+    frame["task"] = frame["task"].map({"a": 0, "b": 1, "c": 2})
+    frame.loc[frame.index[frame["task"] == 1][0], "y"] = np.inf
+    table = list_table(frame, None, 2, task_names=["north", "south", "west"])
+    with pytest.raises(DataError, match=r"task 'south' \(column 'y'\): the target is infinite in 1 rows"):
+        fit_spark(make("lasso"), table)
+    frame = long_frame(n_tasks=3, binary=True)
+    frame["task"] = frame["task"].map({"a": 0, "b": 1, "c": 2})
+    frame.loc[frame["task"] == 2, "y"] = np.arange((frame["task"] == 2).sum()) % 3
+    with pytest.raises(DataError, match=r"task 'west' \(column 'y'\): loss 'logistic' needs two classes"):
+        fit_spark(make("lasso", loss="logistic"), list_table(frame, None, 2, task_names=["north", "south", "west"]))
+    fitted = fit_spark(make("lasso", loss={"north": "squared", "south": "squared", "west": "squared"}),
+                       list_table(long_frame(n_tasks=3).assign(task=lambda f: f["task"].map({"a": 0, "b": 1, "c": 2})),
+                                  None, 2, task_names=["north", "south", "west"]))
+    assert list(fitted.tasks_) == ["north", "south", "west"]  # a loss per task name, fitted tasks by name
+    wide = wide_frame()
+    wide.loc[4, "c"] = 2.0
+    with pytest.raises(DataError, match=r"task 'c' \(column 'c'\): loss 'logistic' needs two classes"):
+        fit_spark(make("lasso", loss=["squared", "squared", "logistic"]), list_table(wide, ["r1", "r2", "c"], 2))
+
+
 # ---- on Spark ---------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def spark() -> Any:
@@ -202,26 +308,57 @@ def spark_frame(spark: Any, frame: pd.DataFrame, partitions: int = 3) -> Any:
     return spark.createDataFrame(rows, schema).coalesce(partitions)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_squared_loss_on_spark_matches_memory(spark: Any, name: str) -> None:
+@pytest.fixture(scope="module")
+def long_data(spark: Any) -> tuple[pd.DataFrame, SparkTable]:
+    """:func:`long_frame` in memory and as a Spark table of two partitions."""
     frame = long_frame()
-    table = SparkTable.long(spark_frame(spark, frame), FEATURES, "y", "task", spark=spark)
+    return frame, SparkTable.long(spark_frame(spark, frame, 2), FEATURES, "y", "task", spark=spark)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_squared_loss_on_spark_matches_memory(long_data: tuple[pd.DataFrame, SparkTable], name: str) -> None:
+    frame, table = long_data
     a = in_memory(make(name, **PARAMS.get(name, {})), frame)
     b = fit_spark(make(name, **PARAMS.get(name, {})), table)
     assert_same_fit(a, b)
     assert b.spark_passes_ == 1
 
 
-@pytest.mark.parametrize(("name", "loss"), [("l21", "logistic"), ("lasso", "squared_hinge")])
-def test_classification_losses_on_spark_match_memory(spark: Any, name: str, loss: str) -> None:
-    # a pass per loss evaluation: strong penalties and tol=1e-3 keep the fits to a few dozen passes (the
-    # iterates are those of the in-memory fit, so the solutions agree at any tolerance)
-    frame = long_frame(n_tasks=3, n=150, binary=True)
-    table = SparkTable.long(spark_frame(spark, frame, 2), FEATURES, "y", "task", spark=spark)
-    a = in_memory(make(name, loss=loss, alpha=0.05, tol=1e-3), frame)
-    b = fit_spark(make(name, loss=loss, alpha=0.05, tol=1e-3), table)
+def vector_frame(spark: Any, frame: pd.DataFrame, features: list[str], partitions: int = 2) -> Any:
+    """The frame with its features as one array column ``features`` (cheaper than hundreds of columns)."""
+    rows = [(x.tolist(), t, y) for x, t, y in zip(frame[features].to_numpy(), frame["task"], frame["y"], strict=True)]
+    return spark.createDataFrame(rows, "features array<double>, task string, y double").coalesce(partitions)
+
+
+def persisted(spark: Any) -> int:
+    return int(spark.sparkContext._jsc.getPersistentRDDs().size())
+
+
+def test_classification_losses_with_a_working_set_on_spark_match_memory(spark: Any) -> None:
+    # a pass per loss evaluation: full passes between working sets, restricted passes (jobs on the working
+    # set's columns, persisted once per working set and dropped after) in the inner solves. A strong penalty
+    # and tol=1e-2 keep the fit to about 30 passes (the iterates are those of the in-memory fit, so the
+    # solutions agree at any tolerance); test_wide_form_with_missing_labels_on_spark fits without one.
+    frame, features = sparse_frame(loss="logistic")
+    table = SparkTable.long(vector_frame(spark, frame, features), "features", "y", "task", spark=spark)
+    loss = {"a": "logistic", "b": "squared_hinge", "c": "logistic"}
+    params = {"alpha": 0.2, "loss": loss, "tol": 1e-2, "working_set": True}
+    a = in_memory(make("lasso", **params), frame, features=features)
+    before = persisted(spark)
+    b = fit_spark(make("lasso", **params), table)
     assert_same_fit(a, b)
-    assert b.spark_passes_ > 1
+    assert b.spark_restricted_passes_ > b.spark_passes_ > 1
+    assert persisted(spark) == before
+
+
+def test_auto_working_set_on_spark_with_sufficient_statistics(spark: Any) -> None:
+    # squared loss on 500 features: "auto" turns the working set on, restricted on the driver, one pass
+    frame, features = sparse_frame(n=200, d=500)
+    table = SparkTable.long(vector_frame(spark, frame, features), "features", "y", "task", spark=spark)
+    a = in_memory(make("l21", alpha=0.05), frame, features=features)
+    b = fit_spark(make("l21", alpha=0.05), table)
+    assert_same_fit(a, b)
+    assert b.spark_passes_ == 1 and b.spark_restricted_passes_ == 0 < b.n_restricted_passes_
 
 
 def test_wide_form_with_missing_labels_on_spark(spark: Any) -> None:
@@ -231,6 +368,7 @@ def test_wide_form_with_missing_labels_on_spark(spark: Any) -> None:
     a = in_memory(make("mtrl", loss=losses, alpha=1.0, beta=1.0, tol=1e-3), frame, ["r1", "r2", "c"])
     b = fit_spark(make("mtrl", loss=losses, alpha=1.0, beta=1.0, tol=1e-3), table)
     assert_same_fit(a, b)
+    assert b.spark_passes_ > 1 and b.spark_restricted_passes_ == 0  # a pass per evaluation of the logistic task
 
 
 def test_task_in_some_partitions_and_empty_partitions(spark: Any) -> None:
@@ -341,7 +479,7 @@ def test_cli_train_on_spark_predicts_in_memory_and_the_reverse(spark: Any, tmp_p
                                pd.read_csv(tmp_path / "q.csv")["prediction"], rtol=1e-5)
 
 
-def test_cli_wide_form_on_spark(spark: Any, tmp_path: Path) -> None:
+def test_cli_wide_form_on_spark(spark: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     frame = wide_frame()
     data = tmp_path / "wide.csv"
     frame.to_csv(data, index=False)
@@ -354,6 +492,12 @@ def test_cli_wide_form_on_spark(spark: Any, tmp_path: Path) -> None:
     on_spark, on_memory = pd.read_parquet(tmp_path / "w.parquet"), pd.read_csv(tmp_path / "w.csv")
     assert list(on_spark.columns) == ["r1", "c"]
     np.testing.assert_allclose(on_spark.to_numpy(), on_memory.to_numpy(), rtol=1e-5)
+    # an error raised on an executor names the file and the column
+    frame.loc[5, "x2"] = np.nan
+    frame.to_csv(tmp_path / "holes.csv", index=False)
+    assert run_cli("predict", "--run", tmp_path / "run", "--data", tmp_path / "holes.csv", "--output",
+                   tmp_path / "h.parquet", "--engine", "spark") == 2
+    assert f"{tmp_path / 'holes.csv'}: feature column 'x2' is null, NaN or infinite in 1 rows" in capsys.readouterr().err
 
 
 def test_cli_bad_input_exits_2_and_writes_nothing(spark: Any, tmp_path: Path,
@@ -372,6 +516,14 @@ def test_cli_bad_input_exits_2_and_writes_nothing(spark: Any, tmp_path: Path,
     assert run_cli("train", "--data", data, "--task-column", "task", "--target", "y", "--model", "linear:lasso",
                    "--engine", "spark", "--features", "x0,nope", "--out", out) == 2
     assert "no column 'nope'" in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())
+    # tasks are named, with their target column, not numbered
+    frame = long_frame()
+    frame.loc[frame.index[frame["task"] == "c"][:2], "y"] = np.inf
+    frame.to_parquet(data)
+    assert run_cli("train", "--data", data, "--task-column", "task", "--target", "y", "--model", "linear:lasso",
+                   "--engine", "spark", "--out", out) == 2
+    assert "task 'c' (regression): column 'y' is infinite in 2 rows" in capsys.readouterr().err
     assert not out.exists() or not any(out.iterdir())
 
 

@@ -134,8 +134,9 @@ def spark_failure(error: BaseException, where: str, path: str | None) -> DataErr
     """A failed Spark job as one DataError: our own error raised on an executor, or what the data did wrong."""
     text = str(error)
     ours = _OUR_ERROR.search(text)
-    if ours:
-        return DataError(ours.group(1).strip())
+    if ours:  # raised by our code on an executor: about a column or a task, in this data
+        message = ours.group(1).strip()
+        return DataError(message if message.startswith(where) else f"{where}: {message}")
     if (path is not None and path.endswith(".parquet")) or (path is not None and Path(path).is_dir()):
         found = _bad_row_group(path)
         if found:
@@ -239,7 +240,9 @@ class SparkTable:
     """A Spark DataFrame and the roles of its columns; see :func:`SparkTable.long` and :func:`SparkTable.wide`.
 
     ``encoder`` turns an Arrow batch of ``columns`` into a block: ``X`` (n, width) and, in long form, ``y``,
-    ``task`` and ``task_valid``; in wide form ``Y`` (n, T) with NaN for a missing label.
+    ``task`` and ``task_valid``; in wide form ``Y`` (n, T) with NaN for a missing label. ``task_names``: in
+    long form, when the encoder gives each row's task as an index (0, 1, ...), the tasks' names in that order
+    (what fitted models and messages call them).
     """
 
     frame: Any
@@ -253,6 +256,7 @@ class SparkTable:
     target: str | None = None
     task_column: str | None = None
     targets: list[str] = field(default_factory=list)
+    task_names: list[str] | None = None
 
     @classmethod
     def long(cls, source: Any, features: Sequence[str] | str, target: str, task_column: str, *,

@@ -54,7 +54,9 @@ def fit_preprocessor(frame: Any, where: str, features: Sequence[str], tasks: Seq
     if wide:
         for t in regression:
             y = F.col(target_column[t.name]).cast("double")
-            aggs += [F.avg(y).alias(f"m:{t.name}"), F.stddev_pop(y).alias(f"s:{t.name}")]
+            label = F.when(~F.isnan(y), y)  # NaN is a missing label, as null is
+            aggs += [F.avg(label).alias(f"m:{t.name}"), F.stddev_pop(label).alias(f"s:{t.name}"),
+                     F.sum((F.abs(y) == float("inf")).cast("long")).alias(f"inf:{t.name}")]
     row = run_job(lambda: frame.agg(*aggs).first()) if aggs else None
     columns: list[ColumnCodec] = []
     for c in features:
@@ -75,34 +77,53 @@ def fit_preprocessor(frame: Any, where: str, features: Sequence[str], tasks: Seq
             column = target_column[t.name]
             if t.kind == "regression":
                 assert row is not None
+                _finite(t, column, row[f"inf:{t.name}"], where)
                 if row[f"m:{t.name}"] is None:
                     raise DataError(f"{where}: task {t.name!r} has no labelled rows")
                 std = float(row[f"s:{t.name}"] or 0.0)
                 targets[t.name] = TargetCodec("regression", mean=float(row[f"m:{t.name}"]), std=std if std > 0 else 1.0)
             else:
                 values = run_job(lambda column=column: [r[0] for r in frame.select(column).where(
-                    F.col(column).isNotNull()).distinct().limit(3).collect()])
+                    _has_label(column, schema)).distinct().limit(3).collect()])
                 targets[t.name] = _classes(t, values, column, where)
         return Preprocessor({"data": SourceCodec(columns)}, targets)
     task_column = next(iter(task_rows.values()))[0]
     target = target_column[tasks[0].name]
-    labelled = frame.where(F.col(target).isNotNull())
+    labelled = frame.where(_has_label(target, schema))
     if regression:
         y = F.col(target).cast("double")
-        stats = run_job(lambda: {str(r[0]): (r[1], r[2]) for r in labelled.groupBy(task_column).agg(
-            F.avg(y), F.stddev_pop(y)).collect()})
+        label = F.when(~F.isnan(y), y)  # NaN is a missing label, as null is
+        stats = run_job(lambda: {str(r[0]): (r[1], r[2], r[3]) for r in labelled.groupBy(task_column).agg(
+            F.avg(label), F.stddev_pop(label), F.sum((F.abs(y) == float("inf")).cast("long"))).collect()})
     else:
         pairs = run_job(lambda: labelled.select(task_column, target).distinct().collect())
     for t in tasks:
         if t.kind == "regression":
-            if t.name not in stats:
+            mean, std, infinite = stats.get(t.name, (None, None, 0))
+            _finite(t, target, infinite, where)
+            if mean is None:
                 raise DataError(f"{where}: task {t.name!r} has no labelled rows")
-            mean, std = stats[t.name]
             targets[t.name] = TargetCodec("regression", mean=float(mean),
                                           std=float(std) if std is not None and std > 0 else 1.0)
         else:
             targets[t.name] = _classes(t, [v for k, v in pairs if str(k) == t.name], target, where)
     return Preprocessor({"data": SourceCodec(columns)}, targets)
+
+
+def _has_label(column: str, schema: dict[str, Any]) -> Any:
+    """Where ``column`` holds a label: not null, and not NaN in a floating-point column (NaN is a missing label)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import DoubleType, FloatType
+
+    present = F.col(column).isNotNull()
+    return present & ~F.isnan(F.col(column)) if isinstance(schema[column], DoubleType | FloatType) else present
+
+
+def _finite(task: Task, column: str, infinite: int | None, where: str) -> None:
+    """DataError naming the task and its target column when that column is infinite in some of its rows."""
+    if infinite:
+        raise DataError(f"{where}: task {task.name!r} (regression): column {column!r} is infinite in {infinite} "
+                        "rows; a regression target must be finite")
 
 
 def _classes(task: Task, values: list[Any], column: str, where: str) -> TargetCodec:

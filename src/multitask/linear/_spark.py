@@ -12,7 +12,10 @@ the data once, and their loss is the quadratic form of these sufficient statisti
 
 Passes over the data: one for the statistics (task counts, classes, the feature means, the Gram matrices),
 then one per loss evaluation for the tasks whose loss is not squared (none when every task is squared);
-:attr:`SparkBackend.passes` counts them.
+:attr:`SparkBackend.passes` counts them. With a working set (:mod:`multitask.linear._working_set`), the
+inner solves run on :meth:`SparkBackend.restrict`: jobs over the working set's columns only, persisted once
+per working set, counted apart (:attr:`SparkBackend.restricted_passes`); only the checks of optimality
+between working sets are full passes.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from multitask.errors import DataError
-from multitask.linear._backend import _GRAM_MAX_FEATURES, Centered, _BatchedGram
+from multitask.linear._backend import _GRAM_MAX_FEATURES, Centered, Curvature, _BatchedGram
 from multitask.linear._data import SMOOTHING, resolve_losses
 from multitask.linear._losses import LOSSES, Loss
 
@@ -198,23 +201,80 @@ def _add(a: tuple[float, Array, Array], b: tuple[float, Array, Array]) -> tuple[
     return a[0] + b[0], a[1] + b[1], a[2] + b[2]
 
 
+def block_gram(block: Block, n_local: int) -> tuple[Array, Array, Array]:
+    """Per distributed task of an evaluation block: ``A_tᵀA_t``, ``A_tᵀy_t`` and ``||y_t||²``, ``A_t = [X_t, 1]``."""
+    X = block["X"]
+    k = X.shape[1] + 1
+    gram, cross, yy = np.zeros((n_local, k, k)), np.zeros((n_local, k)), np.zeros(n_local)
+    if len(X) == 0:
+        return gram, cross, yy
+    A = np.hstack([X, np.ones((len(X), 1))])
+    if "Y" in block:
+        parts = [(j, block["mask"][:, j], block["Y"][:, j]) for j in range(n_local)]
+        segments = [(j, rows, y[rows]) for j, rows, y in parts]
+    else:
+        ends = np.append(block["starts"][1:], len(X))
+        segments = [(int(t), slice(a, e), block["y"][a:e])
+                    for t, a, e in zip(block["tasks"], block["starts"], ends, strict=True)]
+    for j, rows, y in segments:
+        At = A[rows]
+        gram[j], cross[j], yy[j] = At.T @ At, At.T @ y, y @ y
+    return gram, cross, yy
+
+
+def block_curvature(block: Block, n_local: int, bounds: Array) -> tuple[Array, Array, Array]:
+    """Per distributed task of an evaluation block: ``Σ c w x²``, ``Σ c w x`` (per feature) and ``Σ c w``, where
+    ``w`` is a row's weight in its task's mean loss (0 where unlabelled) and ``c`` the task loss's curvature bound
+    (the parts of :class:`~multitask.linear._backend.Curvature`, before dividing by the row counts)."""
+    X = block["X"]
+    d = X.shape[1]
+    coef, cross, intercept = np.zeros((n_local, d)), np.zeros((n_local, d)), np.zeros(n_local)
+    if len(X) == 0:
+        return coef, cross, intercept
+    if "Y" in block:
+        weight = block["mask"] * bounds  # (rows, n_local)
+        return ((X * X).T @ weight).T, (X.T @ weight).T, weight.sum(axis=0)
+    ends = np.append(block["starts"][1:], len(X))
+    for t, a, e in zip(block["tasks"], block["starts"], ends, strict=True):
+        rows = X[a:e]
+        coef[t] = bounds[t] * np.einsum("ij,ij->j", rows, rows)
+        cross[t], intercept[t] = bounds[t] * rows.sum(axis=0), bounds[t] * (e - a)
+    return coef, cross, intercept
+
+
 # ---- the backend --------------------------------------------------------------------------------------------
+def select_columns(block: Block, features: NDArray[np.intp]) -> Block:
+    """An evaluation block with the columns ``features`` of its ``X`` only (rows, targets and tasks as they are)."""
+    return {**block, "X": np.ascontiguousarray(block["X"][:, features])}
+
+
 class SparkBackend:
     """Sum over tasks of each task's mean loss: Gram statistics on the driver, the other tasks on Spark.
 
     ``gram`` serves the squared-loss tasks with no pass over the data; ``blocks`` (an RDD of evaluation
     blocks, see :func:`index_block`) holds the rows of the ``distributed`` tasks, whose loss and gradient
-    are one ``treeAggregate`` job per evaluation. ``passes`` counts the jobs run so far.
+    are one ``treeAggregate`` job per evaluation. ``passes`` counts the jobs run so far over every column,
+    ``restricted_passes`` those over the columns of a working set (evaluations of :meth:`restrict`'s backends).
     """
+
+    #: :meth:`restrict` is cheaper than a full pass (the working-set solver may use it)
+    can_restrict = True
 
     def __init__(self, n_tasks: int, n_features: int, gram: _BatchedGram | None, blocks: Any,
                  distributed: NDArray[np.intp], inv_count: Array, loss_names: tuple[str, ...],
-                 run_job: Callable[[Callable[[], Any]], Any], depth: int = 2) -> None:
+                 run_job: Callable[[Callable[[], Any]], Any], depth: int = 2, storage_level: Any = None,
+                 parent: SparkBackend | None = None, gram_max_features: int = 0) -> None:
         self.n_tasks, self.n_features = n_tasks, n_features
         self.gram, self.blocks, self.distributed = gram, blocks, distributed
         self.inv_count, self.loss_names, self.depth = inv_count, loss_names, depth
-        self._run = run_job
-        self.passes = 0
+        self._run, self._level, self._parent = run_job, storage_level, parent
+        #: :meth:`restrict` turns distributed squared-loss tasks into Gram statistics up to this many columns
+        self.gram_max_features = gram_max_features
+        self.passes = self.restricted_passes = 0
+        self._cached: Any = None  # the RDD of the latest working set's columns, persisted
+        self._last: SparkBackend | None = None  # the backend of the latest working set
+        #: the columns of the parent's ``X`` that this backend's are (all of them for a full backend)
+        self.features: NDArray[np.intp] | None = None
         self.work = float(len(gram.tasks) * (n_features + 1) ** 2) if gram is not None else 0.0
 
     def _distributed(self, W: Array, b: Array, grad: bool) -> tuple[float, Array, Array]:
@@ -225,7 +285,10 @@ class SparkBackend:
         def part(block: Block) -> tuple[float, Array, Array]:
             return evaluate_block(block, Wd, bd, inv, names, grad)
 
-        self.passes += 1
+        if self._parent is None:
+            self.passes += 1
+        else:
+            self._parent.restricted_passes += 1
         result: tuple[float, Array, Array] = self._run(
             lambda: self.blocks.map(part).treeAggregate(zero, _add, _add, depth=self.depth))
         return result
@@ -250,15 +313,96 @@ class SparkBackend:
     def loss_and_grad(self, W: Array, b: Array) -> tuple[float, Array, Array]:
         return self._evaluate(W, b, grad=True)
 
+    def curvature(self) -> Curvature:
+        """The :class:`~multitask.linear._backend.Curvature` of every task (what the solver's per-feature steps
+        come from): Gram tasks' on the driver, the distributed tasks' in one job over their rows."""
+        coef, cross = np.zeros((self.n_tasks, self.n_features)), np.zeros((self.n_tasks, self.n_features))
+        intercept = np.zeros(self.n_tasks)
+        if self.gram is not None:
+            found = self.gram.curvature()
+            coef[self.gram.tasks], cross[self.gram.tasks], intercept[self.gram.tasks] = (
+                found.coef, found.cross, found.intercept)
+        if len(self.distributed):
+            n_local = len(self.distributed)
+            bounds = np.array([LOSSES[name].curvature_bound for name in self.loss_names]) * self.inv_count
+
+            def part(block: Block) -> tuple[Array, Array, Array]:
+                return block_curvature(block, n_local, bounds)
+
+            zero = (np.zeros((n_local, self.n_features)), np.zeros((n_local, self.n_features)), np.zeros(n_local))
+            if self._parent is None:
+                self.passes += 1
+            else:
+                self._parent.restricted_passes += 1
+            C, X1, c = self._run(lambda: self.blocks.map(part).treeAggregate(zero, _add, _add, depth=self.depth))
+            coef[self.distributed], cross[self.distributed], intercept[self.distributed] = C, X1, c
+        return Curvature(coef, cross, intercept)
+
+    def restrict(self, features: NDArray[np.intp]) -> SparkBackend:
+        """The same rows and tasks on the columns ``features`` only: what a working-set solver runs on.
+
+        Squared-loss tasks with Gram statistics take their rows and columns on the driver. The distributed
+        tasks' blocks are cut to these columns and persisted, so the jobs of the restricted backend read
+        ``len(features)`` columns of each row (the first one reads the full blocks once to make the cut);
+        the blocks of the previous working set are dropped then, and the last ones by :meth:`close`. When
+        every distributed task has the squared loss (too many features for Gram statistics of all columns,
+        but not of these), one job sums their Gram statistics on these columns instead, and the restricted
+        backend runs no job.
+        """
+        features = np.asarray(features, dtype=np.intp)
+        root = self._parent if self._parent is not None else self
+        last = root._last
+        if self is root and last is not None and last.features is not None and np.array_equal(last.features, features):
+            return last  # the same working set again (solved to a tighter tolerance)
+        gram = self.gram.restrict(features) if self.gram is not None else None
+        blocks, distributed = None, self.distributed
+        if len(distributed) and set(self.loss_names) == {"squared"} and len(features) + 1 <= self.gram_max_features:
+            # squared loss only: one job for the Gram statistics of these columns, then no job at all
+            n_local = len(distributed)
+
+            def part(block: Block) -> tuple[Array, Array, Array]:
+                return block_gram(select_columns(block, features), n_local)
+
+            k = len(features) + 1
+            zero = (np.zeros((n_local, k, k)), np.zeros((n_local, k)), np.zeros(n_local))
+            root.restricted_passes += 1
+            G, C, yy = self._run(lambda: self.blocks.map(part).treeAggregate(zero, _add, _add, depth=self.depth))
+            both = [g for g in (gram, _BatchedGram(distributed, G, C, yy, self.inv_count)) if g is not None]
+            gram = _BatchedGram(*(np.concatenate([getattr(g, name) for g in both])
+                                  for name in ("tasks", "gram", "cross", "yy", "weights")))
+            distributed = distributed[:0]
+        elif len(distributed):
+            root.close()
+            blocks = self.blocks.map(lambda blk: select_columns(blk, features))
+            if self._level is not None:
+                blocks = blocks.persist(self._level)
+            root._cached = blocks
+        out = SparkBackend(self.n_tasks, len(features), gram, blocks, distributed, self.inv_count, self.loss_names,
+                           self._run, self.depth, self._level, root, self.gram_max_features)
+        out.features = features
+        if self is root:
+            root._last = out
+        return out
+
+    def close(self) -> None:
+        """Drop the persisted blocks of the latest working set (the full blocks are the caller's)."""
+        if self._cached is not None:
+            self._cached.unpersist()
+            self._cached = None
+        self._last = None
+
 
 # ---- fitting an estimator on a Spark table -------------------------------------------------------------------
-def _encoding(label: Any, stats: TaskStats, loss: Loss, where: str) -> tuple[float, float, Array | None]:
-    """``(scale, shift, classes)`` of one task's targets: what :func:`~multitask.linear._data.encode_binary` does."""
+def _encoding(ref: str, stats: TaskStats, loss: Loss, where: str) -> tuple[float, float, Array | None]:
+    """``(scale, shift, classes)`` of one task's targets: what :func:`~multitask.linear._data.encode_binary` does.
+
+    ``ref`` names the task in messages (``task 'a' (column 'y')``).
+    """
     if not loss.is_classification:
         return 1.0, 0.0, None
     values = sorted(stats.values)
     if len(values) > 2:
-        raise DataError(f"{where}: task {label!r}: loss {loss.name!r} needs two classes, found more "
+        raise DataError(f"{where}: {ref}: loss {loss.name!r} needs two classes, found more "
                         f"({values[:3]}...)")
     if len(values) == 2:
         lo, hi = values
@@ -279,7 +423,9 @@ def fit_spark(estimator: LinearMTL, table: SparkTable, *, sufficient_statistics:
     wide form: one target column per task, a null or NaN target is a missing label; long form: a row whose
     target is null is unlabelled). Tasks are sorted by label (long form) or in the order of the target
     columns (wide form). Besides the usual fitted attributes, ``spark_passes_`` is the number of Spark jobs
-    over the data the fit ran.
+    over all the columns the fit ran (the statistics pass included), and ``spark_restricted_passes_`` the
+    number over the columns of a working set only (``working_set``: see :mod:`multitask.linear._working_set`;
+    ``"auto"`` turns it on from 500 features, as in memory).
     """
     estimator._check_params()
     single_loss = isinstance(estimator.loss, str)
@@ -301,27 +447,24 @@ def fit_spark(estimator: LinearMTL, table: SparkTable, *, sufficient_statistics:
         raise DataError(f"{where}: feature {table.feature_name(int(bad[0]))!r} is null, NaN or infinite in "
                         f"{int(stats.nonfinite_x[bad[0]])} rows (features are never imputed)")
     if table.form == "wide":
-        empty = [j for j in range(len(table.targets)) if stats.tasks[j].count == 0]
-        if empty:
-            raise DataError(f"{where}: task {table.targets[empty[0]]!r} (column {table.targets[empty[0]]!r}) "
-                            "has no labelled rows")
         keys: list[Any] = list(range(len(table.targets)))
         labels = np.asarray(table.targets)
+        about = [f"task {c!r} (column {c!r})" for c in table.targets]
     else:
         keys = sorted(stats.tasks)
-        labels = np.asarray(keys)
         if not keys:
             raise DataError(f"{where}: no labelled rows in column {table.target!r}")
-    losses = resolve_losses(estimator.loss, labels)
-    task_stats = [stats.tasks[k] for k in keys]
-    unlabelled = [label for label, s in zip(labels.tolist(), task_stats, strict=True) if s.count == 0]
-    if unlabelled:
-        raise DataError(f"{where}: task {unlabelled[0]!r} has no labelled rows")
-    for label, s in zip(labels.tolist(), task_stats, strict=True):
+        names = table.task_names
+        labels = np.asarray([names[k] for k in keys] if names is not None else keys)
+        about = [f"task {label!r} (column {table.target!r})" for label in labels.tolist()]
+    task_stats = [stats.tasks[k] if k in stats.tasks else TaskStats() for k in keys]
+    for ref, s in zip(about, task_stats, strict=True):
+        if s.count == 0 and not s.nonfinite_y:
+            raise DataError(f"{where}: {ref} has no labelled rows")
         if s.nonfinite_y:
-            raise DataError(f"{where}: task {label!r}: the target is infinite in {s.nonfinite_y} rows")
-    encodings = [_encoding(label, s, loss, where)
-                 for label, s, loss in zip(labels.tolist(), task_stats, losses, strict=True)]
+            raise DataError(f"{where}: {ref}: the target is infinite in {s.nonfinite_y} rows")
+    losses = resolve_losses(estimator.loss, labels)
+    encodings = [_encoding(ref, s, loss, where) for ref, s, loss in zip(about, task_stats, losses, strict=True)]
     classes = [e[2] for e in encodings]
     counts = np.array([s.count for s in task_stats], dtype=np.float64)
     target_means = np.array([e[0] * s.sum_y / s.count + e[1] for e, s in zip(encodings, task_stats, strict=True)])
@@ -342,13 +485,16 @@ def fit_spark(estimator: LinearMTL, table: SparkTable, *, sufficient_statistics:
     if len(distributed):
         evaluation = blocks.map(lambda blk: index_block(blk, ix)).persist(table.storage_level())
     backend = SparkBackend(n_tasks, n_features, gram, evaluation, distributed, 1.0 / counts[distributed],
-                           ix.loss_names, table.run_job)
+                           ix.loss_names, table.run_job, storage_level=table.storage_level(),
+                           gram_max_features=_GRAM_MAX_FEATURES if sufficient_statistics else 0)
     mean = stats.sum_x / stats.rows if estimator.fit_intercept else np.zeros(n_features)
     try:
         estimator._fit_backend(Centered(backend, mean), mean, labels, losses, classes, target_means)
     finally:
+        backend.close()
         if evaluation is not None:
             evaluation.unpersist()
     estimator.n_features_in_ = n_features
     estimator.spark_passes_ = passes + backend.passes
+    estimator.spark_restricted_passes_ = backend.restricted_passes
     return estimator
