@@ -285,13 +285,16 @@ class SparkBackend:
         def part(block: Block) -> tuple[float, Array, Array]:
             return evaluate_block(block, Wd, bd, inv, names, grad)
 
+        return self._aggregate(part, zero)
+
+    def _aggregate(self, part: Callable[[Block], Any], zero: Any) -> Any:
+        """One job over the distributed tasks' blocks, summing ``part`` of each: a pass over every column for a
+        full backend, a restricted pass (counted on the full one) for a working set's."""
         if self._parent is None:
             self.passes += 1
         else:
             self._parent.restricted_passes += 1
-        result: tuple[float, Array, Array] = self._run(
-            lambda: self.blocks.map(part).treeAggregate(zero, _add, _add, depth=self.depth))
-        return result
+        return self._run(lambda: self.blocks.map(part).treeAggregate(zero, _add, _add, depth=self.depth))
 
     def _evaluate(self, W: Array, b: Array, grad: bool) -> tuple[float, Array, Array]:
         value, grad_W, grad_b = 0.0, np.zeros_like(W), np.zeros_like(b)
@@ -330,11 +333,7 @@ class SparkBackend:
                 return block_curvature(block, n_local, bounds)
 
             zero = (np.zeros((n_local, self.n_features)), np.zeros((n_local, self.n_features)), np.zeros(n_local))
-            if self._parent is None:
-                self.passes += 1
-            else:
-                self._parent.restricted_passes += 1
-            C, X1, c = self._run(lambda: self.blocks.map(part).treeAggregate(zero, _add, _add, depth=self.depth))
+            C, X1, c = self._aggregate(part, zero)
             coef[self.distributed], cross[self.distributed], intercept[self.distributed] = C, X1, c
         return Curvature(coef, cross, intercept)
 
